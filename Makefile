@@ -1,0 +1,39 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit localstack localstack-stop clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "goraxfast needs Python 3.11+, found " + sys.version.split()[0] + " (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+## run: start a local SQS server, provision queues, publish a demo workload, run the engine on it
+run: $(STAMP)
+	$(PY) -m goraxfast.demo
+
+## test: lint, type-check and the whole test suite (real moto server on loopback, real forks)
+test: $(STAMP) lint typecheck
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check goraxfast tests bench profiles
+	$(VENV)/bin/ruff format --check goraxfast tests bench profiles
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy goraxfast
+
+## localstack: LocalStack on the host (own Python 3.13 venv), SQS only, bound to 127.0.0.1
+localstack: $(STAMP)
+	$(PY) -m goraxfast.localstack start
+
+localstack-stop: $(STAMP)
+	$(PY) -m goraxfast.localstack stop
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .benchmarks

@@ -1,0 +1,1 @@
+"""The sans-IO core: decisions only. No asyncio, no os, no clocks: time is an argument."""
