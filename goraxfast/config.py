@@ -44,6 +44,7 @@ class Config:
     delete_after_process: bool = True
     max_concurrency_per_tenant: int = 10
     health_port: int = 8081
+    health_host: str = "127.0.0.1"
     # goraxfast's own settings (named in gorax's style, validated the same way)
     worker_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     pollers: int = 0
@@ -135,7 +136,9 @@ def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-def _float(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> Callable[[str], float]:
+def _float(
+    lo: float | None = None, hi: float | None = None, *, lo_open: bool = False
+) -> Callable[[str], float]:
     allowed = _range_text("a number", lo, hi, lo_open=lo_open)
 
     def parse(raw: str) -> float:
@@ -232,8 +235,18 @@ SETTINGS: tuple[Setting, ...] = (
         "visibility timeout on receive and for lease extensions",
     ),
     Setting("QUEUE_MAX_RETRIES", "max_retries", _int(1), "attempts before dead-lettering"),
-    Setting("QUEUE_PROCESS_TIMEOUT", "process_timeout_s", _float(0, lo_open=True), "handler time limit (s)"),
-    Setting("QUEUE_POLL_INTERVAL", "poll_interval_s", _float(0), "back-off after an empty/failed receive (s)"),
+    Setting(
+        "QUEUE_PROCESS_TIMEOUT",
+        "process_timeout_s",
+        _float(0, lo_open=True),
+        "handler time limit (s)",
+    ),
+    Setting(
+        "QUEUE_POLL_INTERVAL",
+        "poll_interval_s",
+        _float(0),
+        "back-off after an empty/failed receive (s)",
+    ),
     Setting("QUEUE_CONCURRENT_WORKERS", "concurrent_workers", _int(1), "handlers running at once"),
     Setting("QUEUE_DELETE_AFTER_PROCESS", "delete_after_process", _bool, "delete after success"),
     Setting(
@@ -242,15 +255,34 @@ SETTINGS: tuple[Setting, ...] = (
         _int(1),
         "per-tenant cap on handlers at once",
     ),
-    Setting("WORKER_HEALTH_PORT", "health_port", _int(0, 65535), "health/metrics HTTP port (0: any free)"),
+    Setting(
+        "WORKER_HEALTH_PORT",
+        "health_port",
+        _int(0, 65535),
+        "health/metrics HTTP port (0: any free)",
+    ),
+    Setting(
+        "WORKER_HEALTH_HOST",
+        "health_host",
+        _str,
+        "health/metrics bind address (0.0.0.0 in containers)",
+    ),
     Setting("WORKER_PROCESSES", "worker_processes", _int(1, 1024), "forked worker processes"),
     Setting("QUEUE_POLLERS", "pollers", _int(0, 64), "concurrent long polls (0: automatic)"),
     Setting("QUEUE_PREFETCH", "prefetch", _int(0, 10_000), "messages held beyond the running ones"),
-    Setting("QUEUE_ACK_FLUSH_MS", "ack_flush_ms", _int(0, 10_000), "oldest age of a partial ack batch"),
-    Setting("WORKER_SHUTDOWN_GRACE_SECONDS", "shutdown_grace_s", _float(0), "drain time on shutdown"),
+    Setting(
+        "QUEUE_ACK_FLUSH_MS", "ack_flush_ms", _int(0, 10_000), "oldest age of a partial ack batch"
+    ),
+    Setting(
+        "WORKER_SHUTDOWN_GRACE_SECONDS", "shutdown_grace_s", _float(0), "drain time on shutdown"
+    ),
     Setting("WORKER_TENANT_LIMITS", "tenant_limits", _tenant_limits, "per-tenant caps: a=2,b=5"),
-    Setting("QUEUE_RETRY_BASE_SECONDS", "retry_base_s", _float(0), "failure backoff base: base*2^n"),
-    Setting("QUEUE_RETRY_MAX_SECONDS", "retry_max_s", _float(0, SQS_MAX_VISIBILITY_S), "backoff cap"),
+    Setting(
+        "QUEUE_RETRY_BASE_SECONDS", "retry_base_s", _float(0), "failure backoff base: base*2^n"
+    ),
+    Setting(
+        "QUEUE_RETRY_MAX_SECONDS", "retry_max_s", _float(0, SQS_MAX_VISIBILITY_S), "backoff cap"
+    ),
     Setting(
         "WORKER_THROTTLE_MAX_WAIT_SECONDS",
         "throttle_max_wait_s",
@@ -263,8 +295,18 @@ SETTINGS: tuple[Setting, ...] = (
         _int(0, 900),
         "visibility delay of a released throttled message",
     ),
-    Setting("QUEUE_METRICS_INTERVAL", "metrics_interval_s", _float(0, lo_open=True), "queue metrics period (s)"),
+    Setting(
+        "QUEUE_METRICS_INTERVAL",
+        "metrics_interval_s",
+        _float(0, lo_open=True),
+        "queue metrics period (s)",
+    ),
     Setting("QUEUE_MAX_DEPTH", "max_queue_depth", _int(0), "health threshold on depth (0: none)"),
-    Setting("WORKER_RING_BYTES", "ring_bytes", _int(2 * 1024 * 1024, 1 << 30), "ring size each way per worker"),
+    Setting(
+        "WORKER_RING_BYTES",
+        "ring_bytes",
+        _int(2 * 1024 * 1024, 1 << 30),
+        "ring size each way per worker",
+    ),
     Setting("GORAXFAST_SQS_CLIENT", "sqs_client", _choice(*SQS_CLIENTS), "data-plane client"),
 )

@@ -30,7 +30,9 @@ def free_port(host: str = LOOPBACK) -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_http_ready(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_http_ready(
+    url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Poll ``url`` until it answers any HTTP status; fail early if ``proc`` exits first."""
     deadline = time.monotonic() + timeout_s
     last = "no answer"

@@ -97,7 +97,11 @@ class ExecutionMessage(msgspec.Struct, omit_defaults=True, kw_only=True):
         ``trigger_data`` must already be JSON bytes; :class:`goraxfast.adapter.PublisherAdapter`
         converts other shapes.
         """
-        raw = trigger_data if isinstance(trigger_data, msgspec.Raw) else msgspec.Raw(trigger_data or b"")
+        raw = (
+            trigger_data
+            if isinstance(trigger_data, msgspec.Raw)
+            else msgspec.Raw(trigger_data or b"")
+        )
         return cls(
             execution_id=execution_id if execution_id is not None else str(uuid.uuid4()),
             tenant_id=tenant_id,
