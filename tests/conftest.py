@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from collections.abc import Iterator
@@ -59,10 +60,8 @@ def queue_pair(boto_sqs) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     )["QueueUrl"]
     yield main_url, dlq_url
     for url in (main_url, dlq_url):
-        try:
+        with contextlib.suppress(Exception):
             boto_sqs.delete_queue(QueueUrl=url)
-        except Exception:
-            pass
 
 
 @pytest.fixture
