@@ -1,0 +1,132 @@
+"""Publish from plain mappings (request bodies, task kwargs) without building messages by hand.
+
+Callers hand over whatever their framework decoded, so every field is checked for its type here
+and a wrong one is reported by name as a :class:`MessageDecodeError`, never as an unrelated
+KeyError or TypeError; missing required fields give gorax's own :class:`ValidationError` texts.
+
+``trigger_data`` shapes (the wire keeps it as raw JSON, shared/SPEC.md §1):
+
+- ``bytes`` / ``bytearray`` / ``memoryview``: raw JSON bytes, checked to be valid UTF-8 JSON and
+  sent byte for byte;
+- ``str``: raw JSON text, checked the same way (so ``"hello"`` is refused: JSON text would be
+  ``'"hello"'``);
+- absent, ``None`` or empty raw input: no trigger data (the key is omitted, as Go omits a nil
+  ``json.RawMessage``); to send a JSON ``null``, pass ``b"null"``;
+- anything else (dict, list, number, bool, ...): encoded as JSON with msgspec.
+
+``workflow_version`` takes any integral value (``int``, numpy integers: anything with
+``__index__``), never a bool, float or string. Unknown keys are ignored, as on the wire.
+"""
+
+from __future__ import annotations
+
+import operator
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from goraxfast.core.message import ExecutionMessage
+from goraxfast.errors import MessageDecodeError, ValidationError
+from goraxfast.publisher import Publisher, PublishResult
+
+_RAW_JSON = (bytes, bytearray, memoryview)
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def _string(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise MessageDecodeError(f"`{key}` must be a string, got {_type_name(value)}")
+    return value
+
+
+def _version(data: Mapping[str, Any]) -> int:
+    value = data.get("workflow_version")
+    if value is None:
+        return 0  # validation then reports gorax's "workflow_version must be greater than 0"
+    if isinstance(value, bool | str | bytes | float):
+        raise MessageDecodeError(
+            f"`workflow_version` must be an integer, got {_type_name(value)} {value!r}"
+        )
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise MessageDecodeError(
+            f"`workflow_version` must be an integer, got {_type_name(value)}"
+        ) from None
+
+
+def _trigger_data(data: Mapping[str, Any]) -> bytes:
+    value = data.get("trigger_data")
+    if value is None:
+        return b""
+    if isinstance(value, str | _RAW_JSON):
+        raw = value.encode() if isinstance(value, str) else bytes(value)
+        if not raw:
+            return b""
+        try:
+            msgspec.json.decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            shape = "str" if isinstance(value, str) else _type_name(value)
+            raise MessageDecodeError(
+                f"`trigger_data` given as {shape} must be a JSON document: {exc}"
+            ) from exc
+        return raw
+    try:
+        return msgspec.json.encode(value)
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise MessageDecodeError(
+            f"`trigger_data` of type {_type_name(value)} cannot be encoded as JSON: {exc}"
+        ) from exc
+
+
+def build_message(data: Mapping[str, Any], *, now: datetime | None = None) -> ExecutionMessage:
+    """An ExecutionMessage from a plain mapping; type errors name their field, then validation."""
+    if not isinstance(data, Mapping):
+        raise MessageDecodeError(f"execution data must be a mapping, got {_type_name(data)}")
+    execution_id = data.get("execution_id")
+    if execution_id is None:
+        execution_id = str(uuid.uuid4())
+    elif not isinstance(execution_id, str):
+        raise MessageDecodeError(f"`execution_id` must be a string, got {_type_name(execution_id)}")
+    msg = ExecutionMessage.new(
+        execution_id=execution_id,
+        tenant_id=_string(data, "tenant_id"),
+        workflow_id=_string(data, "workflow_id"),
+        workflow_version=_version(data),
+        trigger_type=_string(data, "trigger_type"),
+        trigger_data=_trigger_data(data),
+        correlation_id=_string(data, "correlation_id"),
+        now=now,
+    )
+    msg.validate()
+    return msg
+
+
+class PublisherAdapter:
+    """Publishes plain mappings through a :class:`Publisher`."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+
+    async def publish(self, data: Mapping[str, Any]) -> str:
+        """Publish one mapping; the SQS MessageId."""
+        return await self.publisher.publish(build_message(data))
+
+    async def publish_many(self, items: Iterable[Mapping[str, Any]]) -> PublishResult:
+        """Build every message first (nothing is sent if one is bad), then publish in batches."""
+        msgs = []
+        for index, data in enumerate(items):
+            try:
+                msgs.append(build_message(data))
+            except (MessageDecodeError, ValidationError) as exc:
+                raise type(exc)(f"item {index}: {exc}") from exc
+        return await self.publisher.publish_batch(msgs)
