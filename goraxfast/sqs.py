@@ -339,13 +339,15 @@ def client_kwargs(config: Config) -> dict[str, Any]:
     return kwargs
 
 
-def _botocore_options(read_timeout_s: float) -> dict[str, Any]:
+def _botocore_options(read_timeout_s: float, sdk_attempts: int) -> dict[str, Any]:
     # The read timeout must outlast the longest legal long poll, or idle receives would fail.
+    # botocore itself retries whole calls (throttling, 5xx, lost connections); we never
+    # retry a whole call on top except inside send_entries.
     return {
         "read_timeout": read_timeout_s,
         "connect_timeout": 5,
         "max_pool_connections": 50,
-        "retries": {"mode": "standard", "max_attempts": 3},
+        "retries": {"mode": "standard", "max_attempts": sdk_attempts},
     }
 
 
@@ -408,6 +410,7 @@ class SQSClient(_Base):
         max_message_bytes: int = SQS_DEFAULT_MAX_MESSAGE_BYTES,
         send_concurrency: int = 4,
         read_timeout_s: float = SQS_MAX_WAIT_S + 10,
+        sdk_attempts: int = 3,
         rng: random.Random | None = None,
     ) -> None:
         super().__init__(
@@ -415,13 +418,14 @@ class SQSClient(_Base):
         )
         self.send_concurrency = send_concurrency
         self._read_timeout_s = read_timeout_s
+        self._sdk_attempts = sdk_attempts
         self._stack: contextlib.AsyncExitStack | None = None
         self._client: Any = None
 
     async def start(self) -> SQSClient:
         if self._client is None:
             stack = contextlib.AsyncExitStack()
-            boto = AioConfig(**_botocore_options(self._read_timeout_s))
+            boto = AioConfig(**_botocore_options(self._read_timeout_s, self._sdk_attempts))
             creator = get_session().create_client("sqs", config=boto, **client_kwargs(self._config))
             self._client = await stack.enter_async_context(creator)
             self._stack = stack
@@ -571,6 +575,7 @@ class SyncSQSClient(_Base):
         retry_base_s: float = 0.05,
         retry_max_s: float = 1.0,
         max_message_bytes: int = SQS_DEFAULT_MAX_MESSAGE_BYTES,
+        sdk_attempts: int = 3,
         rng: random.Random | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
@@ -581,7 +586,7 @@ class SyncSQSClient(_Base):
         # A client of its own Session: boto3 clients are thread-safe, the default session is not.
         self._client: Any = boto3.session.Session().client(
             "sqs",
-            config=BotoConfig(**_botocore_options(SQS_MAX_WAIT_S + 10)),
+            config=BotoConfig(**_botocore_options(SQS_MAX_WAIT_S + 10, sdk_attempts)),
             **client_kwargs(config),
         )
 
