@@ -1,0 +1,133 @@
+"""Ack batching: group deletes, visibility changes and dead-letters into SQS batch calls.
+
+SQS batch calls take at most 10 entries, and one call per message was a cause of gorax's cost
+(SPEC §4.7). The batcher holds entries per kind and hands them out when a batch is full or its
+oldest entry is ``max_age_s`` old, so a quiet queue still acks within a bounded delay.
+
+De-duplication is per *delivery*, identified by ``(key, receipt_handle)``: keys are slot ids the
+engine may reuse, and merging two deliveries that happen to share a slot would drop an ack.
+
+- VISIBILITY: a newer entry replaces the pending one (last writer wins) and keeps its place and
+  age, so repeated extensions never postpone the batch.
+- DELETE: a second one is dropped; a DELETE also removes the pending VISIBILITY, and a
+  VISIBILITY for a delivery whose DELETE is pending is dropped: the message is gone.
+- DEAD_LETTER: a second one is dropped (one copy in the DLQ per delivery).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+from dataclasses import dataclass
+
+__all__ = ["SQS_MAX_BATCH", "AckBatch", "AckBatcher", "AckEntry", "AckKind"]
+
+#: Entries per SendMessageBatch / DeleteMessageBatch / ChangeMessageVisibilityBatch (SQS limit).
+SQS_MAX_BATCH = 10
+
+
+class AckKind(enum.Enum):
+    DELETE = "delete"
+    VISIBILITY = "visibility"
+    DEAD_LETTER = "dead_letter"
+
+
+@dataclass(frozen=True, slots=True)
+class AckEntry:
+    """One message's pending ack; ``attempts`` counts earlier failed tries of this same entry."""
+
+    key: int
+    receipt_handle: str
+    visibility_timeout_s: int = 0
+    payload: object = None
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AckBatch:
+    """One SQS batch call's worth of entries of one kind (1..max_batch, one per delivery)."""
+
+    kind: AckKind
+    entries: tuple[AckEntry, ...]
+
+
+_Delivery = tuple[int, str]
+
+
+class AckBatcher:
+    """Pending acks by kind, in arrival order; time is passed in, batches are returned."""
+
+    def __init__(self, max_batch: int = SQS_MAX_BATCH, max_age_s: float = 0.02) -> None:
+        if not 1 <= max_batch <= SQS_MAX_BATCH:
+            raise ValueError(f"max_batch must be 1..{SQS_MAX_BATCH}, got {max_batch}")
+        if max_age_s < 0:
+            raise ValueError(f"max_age_s must be >= 0, got {max_age_s}")
+        self.max_batch = max_batch
+        self.max_age_s = max_age_s
+        # OrderedDict, not dict: popping from the front and peeking at the oldest stay O(1).
+        self._pending: dict[AckKind, OrderedDict[_Delivery, tuple[AckEntry, float]]] = {
+            kind: OrderedDict() for kind in AckKind
+        }
+
+    def add(self, kind: AckKind, entry: AckEntry, now: float) -> None:
+        """Queue an ack; see the module notes for what happens to a delivery already pending."""
+        delivery = (entry.key, entry.receipt_handle)
+        pending = self._pending[kind]
+        if kind is AckKind.VISIBILITY:
+            if delivery in self._pending[AckKind.DELETE]:
+                return
+            previous = pending.get(delivery)
+            pending[delivery] = (entry, now if previous is None else previous[1])
+            return
+        if delivery in pending:
+            return
+        if kind is AckKind.DELETE:
+            self._pending[AckKind.VISIBILITY].pop(delivery, None)
+        pending[delivery] = (entry, now)
+
+    def due(self, now: float) -> list[AckBatch]:
+        """Remove and return every full batch, and each partial batch that is old enough."""
+        out: list[AckBatch] = []
+        for kind, pending in self._pending.items():
+            while len(pending) >= self.max_batch:
+                out.append(self._take(kind, pending, self.max_batch))
+            if pending and now >= self._oldest(pending) + self.max_age_s:
+                out.append(self._take(kind, pending, len(pending)))
+        return out
+
+    def flush(self) -> list[AckBatch]:
+        """Remove and return everything pending, regardless of age (shutdown, or a forced tick)."""
+        out: list[AckBatch] = []
+        for kind, pending in self._pending.items():
+            while pending:
+                out.append(self._take(kind, pending, min(self.max_batch, len(pending))))
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`due` next returns something (None when nothing is pending).
+
+        A full batch is due at once: its deadline is its oldest entry's arrival, in the past.
+        """
+        deadlines = [
+            self._oldest(pending) + (0.0 if len(pending) >= self.max_batch else self.max_age_s)
+            for pending in self._pending.values()
+            if pending
+        ]
+        return min(deadlines, default=None)
+
+    def pending(self) -> int:
+        return sum(len(pending) for pending in self._pending.values())
+
+    def pending_by_kind(self) -> dict[AckKind, int]:
+        """Counts for every kind, zeros included, so metrics keep a stable label set."""
+        return {kind: len(pending) for kind, pending in self._pending.items()}
+
+    @staticmethod
+    def _oldest(pending: OrderedDict[_Delivery, tuple[AckEntry, float]]) -> float:
+        return next(iter(pending.values()))[1]
+
+    @staticmethod
+    def _take(
+        kind: AckKind, pending: OrderedDict[_Delivery, tuple[AckEntry, float]], n: int
+    ) -> AckBatch:
+        return AckBatch(kind, tuple(pending.popitem(last=False)[1][0] for _ in range(n)))
