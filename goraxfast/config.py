@@ -9,12 +9,15 @@ environment starts goraxfast unchanged. Unlike gorax, a bad value is never silen
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from goraxfast.errors import ConfigError, ConfigProblem
 
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+_FLOAT_TEXT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _TRUE = frozenset({"1", "t", "true", "yes", "on", "y"})
 _FALSE = frozenset({"0", "f", "false", "no", "off", "n"})
 
@@ -125,10 +128,10 @@ def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
     allowed = _range_text("an integer", lo, hi)
 
     def parse(raw: str) -> int:
-        try:
-            value = int(raw, 10)
-        except ValueError:
-            raise ValueError(allowed) from None
+        # ASCII digits only, as Go's strconv.Atoi: Python's int() would also take "1_0" or "١٠".
+        if not _INT_TEXT.fullmatch(raw):
+            raise ValueError(allowed)
+        value = int(raw, 10)
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise ValueError(allowed)
         return value
@@ -142,12 +145,9 @@ def _float(
     allowed = _range_text("a number", lo, hi, lo_open=lo_open)
 
     def parse(raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ValueError(allowed) from None
-        if value != value or value in (float("inf"), float("-inf")):
+        if not _FLOAT_TEXT.fullmatch(raw):
             raise ValueError(allowed)
+        value = float(raw)
         if lo is not None and (value <= lo if lo_open else value < lo):
             raise ValueError(allowed)
         if hi is not None and value > hi:
@@ -157,13 +157,18 @@ def _float(
     return parse
 
 
+def _num(value: float) -> str:
+    """Exact bounds in errors: 2097152, not 2.09715e+06."""
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
 def _range_text(kind: str, lo: float | None, hi: float | None, *, lo_open: bool = False) -> str:
     if lo is not None and hi is not None:
-        return f"{kind} from {lo:g} to {hi:g}"
+        return f"{kind} from {_num(lo)} to {_num(hi)}"
     if lo is not None:
-        return f"{kind} {'>' if lo_open else '>='} {lo:g}"
+        return f"{kind} {'>' if lo_open else '>='} {_num(lo)}"
     if hi is not None:
-        return f"{kind} <= {hi:g}"
+        return f"{kind} <= {_num(hi)}"
     return kind
 
 

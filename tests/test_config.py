@@ -389,22 +389,10 @@ def test_config_error_is_a_goraxfast_error() -> None:
     assert issubclass(ConfigError, GoraxfastError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG config.py: _range_text formats bounds with :g, so WORKER_RING_BYTES says "
-    "'an integer from 2.09715e+06 to 1.07374e+09' instead of the exact 2097152 and 1073741824",
-)
 def test_the_allowed_range_states_the_exact_bounds() -> None:
     assert "from 2097152 to 1073741824" in _problem_of({"WORKER_RING_BYTES": "1"}).allowed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEVIATION config.py: int()/float() accept Python literal forms gorax's strconv.Atoi "
-    "refuses (digit separators '1_0', non-ASCII digits); gorax treated these as unparsable "
-    "(default) while goraxfast silently gives them another meaning, instead of refusing them "
-    "as SPEC §2 requires for unparsable values",
-)
 @pytest.mark.parametrize(
     ("env", "raw"),
     [

@@ -286,12 +286,6 @@ def test_keys_are_written_in_the_go_struct_order() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG message.py: a message built with an empty trigger_data (ExecutionMessage.new() "
-    "without trigger_data, or trigger_data=msgspec.Raw(b'')) encodes `\"trigger_data\":,` - "
-    "invalid JSON - because omit_defaults only omits the default Raw object itself",
-)
 @pytest.mark.parametrize("how", ["new() without trigger_data", "new(trigger_data=b'')", "Raw(b'')"])
 def test_empty_trigger_data_is_omitted_however_the_message_was_built(how: str) -> None:
     common: dict[str, Any] = {
@@ -431,12 +425,6 @@ def test_utc_timestamp_of_keeps_the_instant() -> None:
     assert stamp.rfc3339() == "2025-01-01T00:00:00Z"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG message.py: assigning msg.enqueued_at after construction skips __post_init__, so "
-    "msgspec writes the plain datetime itself: `+02:00` instead of `Z`, no offset at all for a "
-    "naive one, and `.500000` untrimmed - SPEC §1 says always UTC, Z, trailing zeros trimmed",
-)
 @pytest.mark.parametrize(
     ("when", "written"),
     [
@@ -507,12 +495,6 @@ def test_trigger_json_parses_the_raw_bytes_on_demand() -> None:
     assert valid().trigger_json() is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEVIATION message.py: invalid UTF-8 inside trigger_data is accepted (kept raw) although "
-    "SPEC §1 makes invalid UTF-8 a decode error naming the field; trigger_json() later raises "
-    "a bare UnicodeDecodeError",
-)
 def test_invalid_utf8_inside_trigger_data_is_a_decode_error_naming_it() -> None:
     received = body().rstrip(b"}") + b', "trigger_data": {"a": "\xff"}}'
 
@@ -613,12 +595,6 @@ def test_an_encoded_surrogate_in_a_string_field_is_a_decode_error_naming_the_fie
         decode_message(received)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG message.py: a str body holding a lone surrogate (invalid UTF-8 smuggled through "
-    "surrogateescape) raises a bare UnicodeEncodeError from msgspec; decode_message only catches "
-    "UnicodeDecodeError, so _utf8_problem's str branch is unreachable",
-)
 def test_a_str_body_with_invalid_utf8_is_a_decode_error_naming_the_field() -> None:
     received = body(tenant_id="ok\udcff").decode("ascii").replace("\\udcff", "\udcff")
 
@@ -626,12 +602,6 @@ def test_a_str_body_with_invalid_utf8_is_a_decode_error_naming_the_field() -> No
         decode_message(received)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEVIATION message.py: integers beyond Go's int (int64) are accepted; the Go service "
-    "fails to decode such a body (json: cannot unmarshal number ... of type int), so a message "
-    "goraxfast accepts or re-publishes is one gorax cannot consume",
-)
 @pytest.mark.parametrize("key", ["workflow_version", "retry_count"])
 def test_an_integer_beyond_go_int64_is_a_decode_error_naming_the_field(key: str) -> None:
     with pytest.raises(MessageDecodeError, match=key):

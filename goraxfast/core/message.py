@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -58,6 +58,13 @@ def _zero_time() -> UTCTimestamp:
     return _ZERO_TIME
 
 
+#: The one empty ``trigger_data``: ``omit_defaults`` omits the default object itself, not an
+#: equal one, so every empty payload is normalised to this instance.
+_EMPTY_RAW = msgspec.Raw(b"")
+#: Go's ``int`` is 64 bits: a larger number would be a body gorax itself cannot decode.
+GoInt = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
 class ExecutionMessage(msgspec.Struct, omit_defaults=True, kw_only=True):
     """One workflow execution to run. Field order and names match the Go struct's JSON tags.
 
@@ -68,16 +75,22 @@ class ExecutionMessage(msgspec.Struct, omit_defaults=True, kw_only=True):
     execution_id: str = ""
     tenant_id: str = ""
     workflow_id: str = ""
-    workflow_version: int = 0
+    workflow_version: GoInt = 0
     trigger_type: str = ""
-    trigger_data: msgspec.Raw = msgspec.Raw(b"")
+    trigger_data: msgspec.Raw = _EMPTY_RAW
     enqueued_at: datetime = msgspec.field(default_factory=_zero_time)
-    retry_count: int = 0
+    retry_count: GoInt = 0
     correlation_id: str = ""
 
     def __post_init__(self) -> None:
+        self._normalise()
+
+    def _normalise(self) -> None:
+        """UTC ``Z`` timestamps and one empty payload, however the fields were set."""
         if type(self.enqueued_at) is not UTCTimestamp:
             self.enqueued_at = UTCTimestamp.of(self.enqueued_at)
+        if self.trigger_data is not _EMPTY_RAW and not len(self.trigger_data):
+            self.trigger_data = _EMPTY_RAW
 
     @classmethod
     def new(
@@ -164,6 +177,7 @@ _DECODER = msgspec.json.Decoder(ExecutionMessage)
 
 def encode_message(msg: ExecutionMessage) -> bytes:
     """The JSON body exactly as the Go service writes it."""
+    msg._normalise()  # fields may have been assigned after construction
     return _ENCODER.encode(msg)
 
 
@@ -174,12 +188,16 @@ def decode_message(body: bytes | str, *, validate: bool = True) -> ExecutionMess
     malformed JSON and invalid UTF-8; :class:`ValidationError` with gorax's texts for broken rules.
     """
     try:
+        if isinstance(body, bytes) and not body.isascii():
+            # msgspec checks the UTF-8 of the strings it decodes, not of raw trigger_data or
+            # skipped keys; the spec makes any invalid UTF-8 a decode error.
+            body.decode("utf-8")
         msg = _DECODER.decode(body)
     except msgspec.ValidationError as exc:
         raise MessageDecodeError(f"invalid message: {exc}") from exc
     except msgspec.DecodeError as exc:
         raise MessageDecodeError(f"invalid message: {exc}") from exc
-    except UnicodeDecodeError as exc:
+    except (UnicodeDecodeError, UnicodeEncodeError) as exc:
         raise MessageDecodeError(f"invalid message: {_utf8_problem(body)}") from exc
     if validate:
         problem = validation_problem(msg)
@@ -190,9 +208,9 @@ def decode_message(body: bytes | str, *, validate: bool = True) -> ExecutionMess
 
 def _utf8_problem(body: bytes | str) -> str:
     """Name the field holding invalid UTF-8 (cold path: only after a decode already failed)."""
-    raw = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else body
+    text = body if isinstance(body, str) else body.decode("utf-8", "surrogateescape")
     try:
-        loose = json.loads(raw.decode("utf-8", "surrogateescape"))
+        loose = json.loads(text)
     except ValueError:
         return "body is not valid UTF-8"
     if isinstance(loose, dict):
