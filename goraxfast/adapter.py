@@ -32,7 +32,8 @@ from goraxfast.core.message import ExecutionMessage
 from goraxfast.errors import MessageDecodeError, ValidationError
 from goraxfast.publisher import Publisher, PublishResult
 
-_RAW_JSON = (bytes, bytearray, memoryview)
+_RAW_JSON = bytes | bytearray | memoryview
+_GO_INT_MAX = 2**63 - 1  # gorax's consumer decodes workflow_version into a Go int
 
 
 def _type_name(value: Any) -> str:
@@ -57,11 +58,14 @@ def _version(data: Mapping[str, Any]) -> int:
             f"`workflow_version` must be an integer, got {_type_name(value)} {value!r}"
         )
     try:
-        return operator.index(value)
+        version = operator.index(value)
     except TypeError:
         raise MessageDecodeError(
             f"`workflow_version` must be an integer, got {_type_name(value)}"
         ) from None
+    if version > _GO_INT_MAX:
+        raise MessageDecodeError(f"`workflow_version` {version} does not fit Go's 64-bit int")
+    return version
 
 
 def _trigger_data(data: Mapping[str, Any]) -> bytes:
