@@ -93,17 +93,17 @@ def test_workflow_version_accepts_integral_values(given: Any) -> None:
     ("given", "kind"),
     [("3", "str"), (3.0, "float"), (True, "bool"), (b"3", "bytes"), ([3], "list"), ({}, "dict")],
 )
-def test_workflow_version_must_fit_go_int() -> None:
-    assert build(workflow_version=2**63 - 1).workflow_version == 2**63 - 1
-    with pytest.raises(MessageDecodeError, match=r"`workflow_version` .* 64-bit"):
-        build(workflow_version=2**63)
-
-
 def test_workflow_version_refuses_non_integers(given: Any, kind: str) -> None:
     with pytest.raises(
         MessageDecodeError, match=f"`workflow_version` must be an integer, got {kind}"
     ):
         build(workflow_version=given)
+
+
+def test_workflow_version_must_fit_go_int() -> None:
+    assert build(workflow_version=2**63 - 1).workflow_version == 2**63 - 1
+    with pytest.raises(MessageDecodeError, match=r"`workflow_version` .* 64-bit"):
+        build(workflow_version=2**63)
 
 
 @pytest.mark.parametrize(
