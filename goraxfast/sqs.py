@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import boto3
 from aiobotocore.config import AioConfig
@@ -272,18 +272,25 @@ def _operation(method: str) -> str:
     return "".join(part.title() for part in method.split("_"))
 
 
-def _send_payload(entries: Sequence[SendEntry]) -> list[dict[str, Any]]:
+def _check_size(entries: Sequence[object]) -> None:
     if len(entries) > SQS_MAX_BATCH:
         raise ValueError(f"a batch holds at most {SQS_MAX_BATCH} entries, got {len(entries)}")
-    out: list[dict[str, Any]] = []
-    for e in entries:
-        item: dict[str, Any] = {"Id": e.id, "MessageBody": e.body}
-        if e.message_attributes:
-            item["MessageAttributes"] = {k: dict(v) for k, v in e.message_attributes.items()}
-        if e.delay_s:
-            item["DelaySeconds"] = e.delay_s
-        out.append(item)
-    return out
+
+
+def _message_args(
+    body: str, attributes: Mapping[str, Mapping[str, Any]] | None, delay_s: int
+) -> dict[str, Any]:
+    args: dict[str, Any] = {"MessageBody": body}
+    if attributes:
+        args["MessageAttributes"] = {k: dict(v) for k, v in attributes.items()}
+    if delay_s:  # 0 leaves the queue's own DelaySeconds in force
+        args["DelaySeconds"] = delay_s
+    return args
+
+
+def _send_payload(entries: Sequence[SendEntry]) -> list[dict[str, Any]]:
+    _check_size(entries)
+    return [{"Id": e.id, **_message_args(e.body, e.message_attributes, e.delay_s)} for e in entries]
 
 
 def _batch_result(resp: Mapping[str, Any]) -> BatchResult:
@@ -511,9 +518,7 @@ class SQSClient(_Base):
         delay_s: int = 0,
         queue_url: str | None = None,
     ) -> str:
-        kwargs: dict[str, Any] = {"MessageBody": body, "DelaySeconds": delay_s}
-        if message_attributes:
-            kwargs["MessageAttributes"] = {k: dict(v) for k, v in message_attributes.items()}
+        kwargs = _message_args(body, message_attributes, delay_s)
         resp = await self._call("send_message", self._url(queue_url), **kwargs)
         return str(resp["MessageId"])
 
@@ -543,8 +548,14 @@ class SQSClient(_Base):
                     return whole_call_failure(exc, chunk)
 
         while True:
-            results = await asyncio.gather(*(one(c) for c in plan.chunks()))
-            delay = plan.record(results)
+            # Let every call of the round finish before raising, so none outlives this method.
+            outcomes = await asyncio.gather(
+                *(one(c) for c in plan.chunks()), return_exceptions=True
+            )
+            errors = [o for o in outcomes if isinstance(o, BaseException)]
+            if errors:
+                raise errors[0]
+            delay = plan.record([o for o in outcomes if isinstance(o, BatchResult)])
             if delay is None:
                 return plan.result()
             await asyncio.sleep(delay)
@@ -556,11 +567,6 @@ class SQSClient(_Base):
 
     async def health_check(self) -> None:
         await self._call("get_queue_attributes", self._url(None), AttributeNames=["QueueArn"])
-
-
-def _check_size(entries: Sequence[object]) -> None:
-    if len(entries) > SQS_MAX_BATCH:
-        raise ValueError(f"a batch holds at most {SQS_MAX_BATCH} entries, got {len(entries)}")
 
 
 class SyncSQSClient(_Base):
@@ -622,9 +628,7 @@ class SyncSQSClient(_Base):
         delay_s: int = 0,
         queue_url: str | None = None,
     ) -> str:
-        kwargs: dict[str, Any] = {"MessageBody": body, "DelaySeconds": delay_s}
-        if message_attributes:
-            kwargs["MessageAttributes"] = {k: dict(v) for k, v in message_attributes.items()}
+        kwargs = _message_args(body, message_attributes, delay_s)
         return str(self._call("send_message", self._url(queue_url), **kwargs)["MessageId"])
 
     def send_batch(self, queue_url: str, entries: Sequence[SendEntry]) -> BatchResult:
@@ -679,3 +683,9 @@ class SyncSQSClient(_Base):
         attrs = {**fifo, "RedrivePolicy": redrive, "VisibilityTimeout": str(visibility_timeout_s)}
         main = self._call("create_queue", None, QueueName=name, Attributes=attrs)
         return str(main["QueueUrl"]), dlq_url
+
+
+if TYPE_CHECKING:
+
+    def _conforms(client: SQSClient) -> DataPlane:
+        return client  # SQSClient must keep satisfying the engine's protocol

@@ -405,3 +405,11 @@ def test_send_plan_retries_only_retryable_and_stops() -> None:
         ("e2", "X"),
         ("bad", "InvalidMessageContents"),
     ]
+
+
+async def test_zero_delay_keeps_the_queues_own_delay(client: SQSClient, boto_sqs: Any) -> None:
+    boto_sqs.set_queue_attributes(QueueUrl=client.queue_url, Attributes={"DelaySeconds": "60"})
+    await client.send_message("single")
+    await client.send_entries(entries(2))
+    attrs = await client.queue_attributes()
+    assert (attrs.visible, attrs.delayed) == (0, 3)
