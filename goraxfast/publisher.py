@@ -97,8 +97,8 @@ class _PublishCore:
         with self._lock:
             self._published += published
             self._failed += failed
-            if now is not None:
-                self._last = now
+            if now is not None:  # threads may record out of clock order: keep the latest
+                self._last = now if self._last is None else max(self._last, now)
 
     def _prepare(self, msgs: Sequence[ExecutionMessage]) -> list[SendEntry]:
         """Validate, encode and measure every message; raise for the first bad one, send nothing.

@@ -260,7 +260,7 @@ def wrap_error(exc: Exception, operation: str, queue_url: str) -> SQSError:
         detail = str(err.get("Message") or exc)
         if code in _QUEUE_MISSING or err.get("QueryErrorCode") in _QUEUE_MISSING:
             return QueueDoesNotExistError(operation, queue_url, detail, code)
-        if code == "ReceiptHandleIsInvalid" or (
+        if code.endswith("ReceiptHandleIsInvalid") or (
             code == "InvalidParameterValue" and "receipt handle" in detail.lower()
         ):
             return ReceiptHandleInvalidError(operation, queue_url, detail, code)
