@@ -1,0 +1,163 @@
+"""Visibility lease bookkeeping: which held or running messages need their visibility extended.
+
+gorax never extended visibility, so a handler slower than the timeout ran twice (SPEC §4.1).
+A lease is renewed once its remaining time falls to ``visibility_timeout_s * renew_fraction``,
+by ``ChangeMessageVisibility(timeout_s)``, never past ``max_visibility_s`` after the receive.
+
+Batching: every lease due at one tick is returned together, and so is every lease that would come
+due within the next ``group_window_s`` (renewed that much early). A renewal resets a lease to
+``now + timeout``, so leases renewed together stay together: a steady load settles into a few
+batches per renewal period instead of one call per message.
+
+The 12 h cap: a renewal that the cap shortens is the last one (a later renewal could not end any
+later), and a lease that reaches its renewal time with nothing left to grant (``timeout_s <= 0``)
+is not returned at all. Either way the key is reported once by :meth:`LeaseBook.take_capped` and
+stays in the book until removed (the message is still held): its visibility will lapse at
+``expires_at`` and SQS will deliver it again.
+
+Efficiency: a heap of (due time, serial, key) with lazy deletion; an entry is live only while its
+serial matches the key's current one. The heap is rebuilt when stale entries outnumber live ones.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+
+__all__ = ["SQS_MAX_VISIBILITY_S", "LeaseBook", "Renewal"]
+
+#: SQS caps a message's visibility at 12 hours from its receive.
+SQS_MAX_VISIBILITY_S = 43200
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """Send ``ChangeMessageVisibility(timeout_s)`` for ``key`` now."""
+
+    key: int
+    timeout_s: int
+
+
+class _Lease:
+    __slots__ = ("expires_at", "received_at", "serial")
+
+    def __init__(self, received_at: float, expires_at: float, serial: int) -> None:
+        self.received_at = received_at
+        self.expires_at = expires_at
+        self.serial = serial  # of its live heap entry; -1 once it can no longer be renewed
+
+
+class LeaseBook:
+    """Leases by key; time is passed in, renewals are returned."""
+
+    def __init__(
+        self,
+        visibility_timeout_s: int,
+        *,
+        renew_fraction: float = 0.5,
+        max_visibility_s: int = SQS_MAX_VISIBILITY_S,
+        safety_s: float = 1.0,
+        group_window_s: float | None = None,
+    ) -> None:
+        """``group_window_s`` defaults to a tenth of the renewal margin, at most 1 s."""
+        if visibility_timeout_s < 0 or max_visibility_s < 0 or safety_s < 0:
+            raise ValueError("visibility timeouts and safety_s must be >= 0")
+        if not 0.0 < renew_fraction < 1.0:
+            raise ValueError(f"renew_fraction must be in (0, 1), got {renew_fraction}")
+        margin = visibility_timeout_s * renew_fraction
+        if group_window_s is None:
+            group_window_s = min(1.0, margin / 10)
+        if not 0.0 <= group_window_s <= margin:
+            raise ValueError(f"group_window_s must be in [0, {margin}], got {group_window_s}")
+        self.visibility_timeout_s = visibility_timeout_s
+        self.max_visibility_s = max_visibility_s
+        self.safety_s = safety_s
+        self._margin_s = margin
+        self._window_s = group_window_s
+        self._leases: dict[int, _Lease] = {}
+        self._heap: list[tuple[float, int, int]] = []
+        self._serial = 0
+        self._capped: list[tuple[int, _Lease]] = []
+
+    def add(self, key: int, now: float) -> None:
+        """A message received at ``now`` (a key added again starts a fresh lease)."""
+        lease = _Lease(now, now + self.visibility_timeout_s, -1)
+        if self._leases.get(key) is not None:
+            self._maybe_compact()
+        self._leases[key] = lease
+        if self.visibility_timeout_s:
+            self._schedule(key, lease)
+
+    def remove(self, key: int) -> None:
+        """Forget a lease (acked or released); unknown keys are fine."""
+        if self._leases.pop(key, None) is not None:
+            self._maybe_compact()
+
+    def due(self, now: float) -> list[Renewal]:
+        """Renewals to send now; each renewed lease then expires at ``now + timeout_s``."""
+        out: list[Renewal] = []
+        heap = self._heap
+        horizon = now + self._window_s
+        while heap and heap[0][0] <= horizon:
+            _, serial, key = heapq.heappop(heap)
+            lease = self._leases.get(key)
+            if lease is None or lease.serial != serial:
+                continue
+            left = self.max_visibility_s - (now - lease.received_at) - self.safety_s
+            timeout_s = min(self.visibility_timeout_s, math.floor(left))
+            lease.serial = -1
+            if timeout_s > 0:
+                lease.expires_at = now + timeout_s
+                out.append(Renewal(key, timeout_s))
+            if timeout_s == self.visibility_timeout_s:
+                self._schedule(key, lease)
+            else:
+                self._capped.append((key, lease))
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When the earliest lease reaches its margin: call :meth:`due` then.
+
+        ``due`` may return leases a little before (those within the group window), and at this
+        time it may find only a lease the cap has ended.
+        """
+        heap = self._heap
+        while heap:
+            _, serial, key = heap[0]
+            lease = self._leases.get(key)
+            if lease is not None and lease.serial == serial:
+                return heap[0][0]
+            heapq.heappop(heap)
+        return None
+
+    def take_capped(self) -> list[int]:
+        """Keys whose lease the 12 h cap ended since the last call (still held), each once."""
+        capped = [key for key, lease in self._capped if self._leases.get(key) is lease]
+        self._capped.clear()
+        return capped
+
+    def expires_at(self, key: int) -> float | None:
+        lease = self._leases.get(key)
+        return None if lease is None else lease.expires_at
+
+    def __len__(self) -> int:
+        return len(self._leases)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._leases
+
+    def _schedule(self, key: int, lease: _Lease) -> None:
+        lease.serial = self._serial
+        self._serial += 1
+        heapq.heappush(self._heap, (lease.expires_at - self._margin_s, lease.serial, key))
+
+    def _maybe_compact(self) -> None:
+        if len(self._heap) <= 2 * len(self._leases) + 64:
+            return
+        self._heap = [
+            entry
+            for entry in self._heap
+            if (lease := self._leases.get(entry[2])) is not None and lease.serial == entry[1]
+        ]
+        heapq.heapify(self._heap)
