@@ -1,0 +1,38 @@
+"""The records that cross the rings between the parent and a worker.
+
+Receipt handles never leave the parent: a delivery travels as a small slot id plus what the
+handler needs, and comes back as the same slot id plus an outcome. Records are msgpack arrays
+(``array_like``): no field names on the wire, encoders and decoders built once.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Delivery(msgspec.Struct, array_like=True, gc=False):
+    """Parent → worker: run the handler on ``body``."""
+
+    slot: int
+    message_id: str
+    receive_count: int
+    first_received_ms: int
+    sent_ms: int
+    body: bytes
+
+
+class Result(msgspec.Struct, array_like=True, gc=False):
+    """Worker → parent: what became of ``slot`` (an :class:`~goraxfast.core.retry.Outcome` value)."""
+
+    slot: int
+    outcome: int
+    delay_s: float = -1.0  # Retry(delay_s); -1 when not a retry
+    reason: str = ""
+    duration_ns: int = 0
+    finished_ms: int = 0  # wall clock, for publish→handled latency
+
+
+DELIVERY_ENCODER = msgspec.msgpack.Encoder()
+DELIVERY_DECODER = msgspec.msgpack.Decoder(Delivery)
+RESULT_ENCODER = msgspec.msgpack.Encoder()
+RESULT_DECODER = msgspec.msgpack.Decoder(Result)

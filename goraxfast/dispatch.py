@@ -1,0 +1,367 @@
+"""The parent's bookkeeping of every message it holds, from receive to acknowledgement.
+
+A delivery gets a slot id (unique for the engine's lifetime, so a late result can never be
+mistaken for a newer message). Receipt handles stay here; the worker sees the slot. Each held
+message is in exactly one place: waiting for its tenant's slot (limiter), ready for a worker
+(``ready``), or dispatched to one seat (``SeatState.slots``). Its visibility lease runs from
+receive until its outcome is known.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from goraxfast.acker import Acker, DeadLetter
+from goraxfast.core import counters as C
+from goraxfast.core.acks import AckEntry, AckKind
+from goraxfast.core.leases import LeaseBook
+from goraxfast.core.limiter import Admission, TenantLimiter
+from goraxfast.core.message import decode_message
+from goraxfast.core.records import DELIVERY_DECODER, DELIVERY_ENCODER, RESULT_DECODER, Delivery
+from goraxfast.core.retry import Action, ActionKind, Outcome, RetryPolicy
+from goraxfast.core.ring import RingConsumer
+from goraxfast.errors import MessageError
+from goraxfast.shm import ChannelConsumer, ChannelProducer, Seat
+from goraxfast.sqs import ReceivedMessage
+
+log = logging.getLogger("goraxfast.dispatch")
+
+
+@dataclass(slots=True)
+class Held:
+    slot: int
+    message_id: str
+    receipt_handle: str
+    receive_count: int
+    first_received_ms: int
+    sent_ms: int
+    body: bytes
+    attributes: dict[str, dict[str, Any]]
+    tenant: str
+    seat: int = -1
+
+
+ALL_SLOTS = -2
+
+
+@dataclass(slots=True, eq=False)
+class SeatState:
+    """The parent's view of one worker seat."""
+
+    index: int
+    seat: Seat
+    cap: int  # most deliveries this worker may hold at once (its share of QUEUE_CONCURRENT_WORKERS)
+    producer: ChannelProducer
+    consumer: ChannelConsumer
+    slots: set[int] = field(default_factory=set)
+    pid: int = 0
+    alive: bool = False
+    timed_out_slot: int = (
+        -1
+    )  # set when the parent kills it for QUEUE_PROCESS_TIMEOUT (ALL_SLOTS: every one)
+
+    @classmethod
+    def of(cls, index: int, seat: Seat, cap: int) -> SeatState:
+        return cls(index, seat, cap, seat.down.producer(), seat.up.consumer())
+
+
+@dataclass(slots=True)
+class DispatchCounters:
+    received: int = 0
+    poison: int = 0
+    dispatched: int = 0
+    completed: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
+    released: int = 0  # handed back with visibility 0 (shutdown, never started)
+    throttled: int = 0  # waited for a tenant slot
+    throttle_released: int = 0  # released with a delay (waiting bound or wait time exceeded)
+    dead_letter_requests: int = 0
+    dead_letter_no_dlq: int = 0
+    lease_renewals: int = 0
+    e2e_histogram: list[int] = field(default_factory=lambda: [0] * (len(C.LATENCY_BUCKETS_S) + 1))
+    e2e_sum_ms: int = 0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        seats: Sequence[SeatState],
+        acker: Acker,
+        leases: LeaseBook,
+        limiter: TenantLimiter[int],
+        policy: RetryPolicy,
+        clock: Callable[[], float],
+        wall_ms: Callable[[], int],
+        queue_url: str,
+        dlq_url: str,
+        throttle_release_delay_s: int,
+    ) -> None:
+        self.seats = list(seats)
+        self.acker = acker
+        self.leases = leases
+        self.limiter = limiter
+        self.policy = policy
+        self.clock = clock
+        self.wall_ms = wall_ms
+        self.queue_url = queue_url
+        self.dlq_url = dlq_url
+        self.throttle_release_delay_s = throttle_release_delay_s
+        self.held: dict[int, Held] = {}
+        self.ready: deque[int] = deque()
+        self.counters = DispatchCounters()
+        self.accepting = True  # False once draining: nothing new is dispatched
+        self._next_slot = 1
+        self.on_room: Callable[[], None] = lambda: None
+
+    # --- intake ---------------------------------------------------------------------------
+
+    def on_received(self, messages: Sequence[ReceivedMessage]) -> None:
+        now = self.clock()
+        for m in messages:
+            self.counters.received += 1
+            slot = self._next_slot
+            self._next_slot += 1
+            h = Held(
+                slot,
+                m.message_id,
+                m.receipt_handle,
+                m.receive_count,
+                m.first_received_ms,
+                m.sent_ms,
+                m.body,
+                m.message_attributes,
+                "",
+            )
+            try:
+                h.tenant = decode_message(m.body).tenant_id
+            except MessageError as exc:
+                self.counters.poison += 1
+                self._apply(h, Action(ActionKind.DEAD_LETTER, reason=f"poison message: {exc}"))
+                continue
+            self.held[slot] = h
+            self.leases.add(slot, now)
+            admission = self.limiter.admit(h.tenant, slot, now)
+            if admission is Admission.ADMITTED:
+                self.ready.append(slot)
+            elif admission is Admission.WAITING:
+                self.counters.throttled += 1
+            else:
+                self._throttle_release(slot)
+        self.pump()
+
+    def _throttle_release(self, slot: int) -> None:
+        """Throttled past the local bound: back to SQS with a delay, never dead-lettered."""
+        h = self.held.pop(slot)
+        self.leases.remove(slot)
+        self.counters.throttle_released += 1
+        self.acker.add(
+            AckKind.VISIBILITY,
+            AckEntry(slot, h.receipt_handle, self.throttle_release_delay_s),
+        )
+        self.on_room()
+
+    # --- to the workers ---------------------------------------------------------------------
+
+    def pump(self) -> None:
+        """Hand ready deliveries to the least-loaded live workers; one wake-up per worker."""
+        if not self.ready or not self.accepting:
+            return
+        touched: set[SeatState] = set()
+        ready = self.ready
+        while ready:
+            seat = self._pick_seat()
+            if seat is None:
+                break
+            slot = ready.popleft()
+            h = self.held.get(slot)
+            if h is None:
+                continue
+            record = DELIVERY_ENCODER.encode(
+                Delivery(
+                    slot, h.message_id, h.receive_count, h.first_received_ms, h.sent_ms, h.body
+                )
+            )
+            if not seat.producer.put(record):
+                ready.appendleft(slot)
+                break
+            h.seat = seat.index
+            seat.slots.add(slot)
+            touched.add(seat)
+            self.counters.dispatched += 1
+        for seat in touched:
+            seat.producer.notify()
+
+    def _pick_seat(self) -> SeatState | None:
+        best: SeatState | None = None
+        best_room = 0
+        for seat in self.seats:
+            if not seat.alive:
+                continue
+            room = seat.cap - len(seat.slots)
+            if room > best_room:
+                best, best_room = seat, room
+        return best
+
+    # --- from the workers -------------------------------------------------------------------
+
+    def on_results(self, seat: SeatState) -> int:
+        """Read every result the worker has published; returns how many."""
+        seat.consumer.clear()
+        records = seat.consumer.get_many()
+        for raw in records:
+            r = RESULT_DECODER.decode(raw)
+            self.complete(
+                r.slot,
+                Outcome(r.outcome),
+                delay_s=r.delay_s,
+                reason=r.reason,
+                finished_ms=r.finished_ms,
+            )
+        if records:
+            self.pump()
+        return len(records)
+
+    def complete(
+        self,
+        slot: int,
+        outcome: Outcome,
+        *,
+        delay_s: float = -1.0,
+        reason: str = "",
+        finished_ms: int = 0,
+    ) -> None:
+        h = self.held.pop(slot, None)
+        if h is None:
+            return
+        if h.seat >= 0:
+            self.seats[h.seat].slots.discard(slot)
+        self.leases.remove(slot)
+        handover = self.limiter.release(h.tenant)
+        if handover is not None:
+            self.ready.append(handover)
+        self.counters.completed[outcome] += 1
+        if outcome is Outcome.RELEASED:
+            self.counters.released += 1
+        elif finished_ms and h.sent_ms:
+            e2e_ms = max(0, finished_ms - h.sent_ms)
+            self.counters.e2e_sum_ms += e2e_ms
+            self.counters.e2e_histogram[C.bucket_index(e2e_ms * 1_000_000)] += 1
+        action = self.policy.decide(
+            outcome, h.receive_count, delay_s=None if delay_s < 0 else delay_s, reason=reason
+        )
+        self._apply(h, action)
+        self.on_room()
+
+    def _apply(self, h: Held, action: Action) -> None:
+        kind = action.kind
+        if kind is ActionKind.DELETE:
+            self.acker.add(AckKind.DELETE, AckEntry(h.slot, h.receipt_handle))
+        elif kind is ActionKind.CHANGE_VISIBILITY:
+            self.acker.add(
+                AckKind.VISIBILITY, AckEntry(h.slot, h.receipt_handle, action.visibility_timeout_s)
+            )
+        elif kind is ActionKind.DEAD_LETTER:
+            self.counters.dead_letter_requests += 1
+            if self.dlq_url:
+                letter = DeadLetter(
+                    body=h.body.decode("utf-8", "replace"),
+                    attributes=h.attributes,
+                    reason=action.reason,
+                    receive_count=h.receive_count,
+                    message_id=h.message_id,
+                    source_queue=self.queue_url,
+                )
+                self.acker.add(
+                    AckKind.DEAD_LETTER, AckEntry(h.slot, h.receipt_handle, payload=letter)
+                )
+            else:
+                # No DLQ configured: never delete it unprocessed; the queue's redrive policy
+                # (maxReceiveCount) moves it once SQS has seen it often enough.
+                self.counters.dead_letter_no_dlq += 1
+                log.warning(
+                    "message %s on %s should be dead-lettered (%s) but AWS_SQS_DLQ_URL is not set; "
+                    "leaving it to the queue's redrive policy",
+                    h.message_id,
+                    self.queue_url,
+                    action.reason,
+                )
+                self.acker.add(
+                    AckKind.VISIBILITY,
+                    AckEntry(h.slot, h.receipt_handle, self.policy.backoff_s(h.receive_count)),
+                )
+
+    # --- time-driven ------------------------------------------------------------------------
+
+    def renew_leases(self, now: float) -> int:
+        renewals = self.leases.due(now)
+        for r in renewals:
+            h = self.held.get(r.key)
+            if h is not None:
+                self.acker.add(AckKind.VISIBILITY, AckEntry(r.key, h.receipt_handle, r.timeout_s))
+        self.counters.lease_renewals += len(renewals)
+        return len(renewals)
+
+    def expire_throttled(self, now: float, max_wait_s: float) -> None:
+        for slot in self.limiter.expired(now, max_wait_s):
+            self._throttle_release(slot)
+
+    # --- shutdown and worker loss --------------------------------------------------------------
+
+    def release_undispatched(self) -> int:
+        """Shutdown: every message no worker has yet goes back to the queue at once."""
+        self.accepting = False
+        released = 0
+        for slot in self.limiter.take_all_waiting():
+            released += self._release_now(slot, holds_tenant_slot=False)
+        while self.ready:
+            released += self._release_now(self.ready.popleft(), holds_tenant_slot=True)
+        return released
+
+    def _release_now(self, slot: int, *, holds_tenant_slot: bool) -> int:
+        h = self.held.pop(slot, None)
+        if h is None:
+            return 0
+        self.leases.remove(slot)
+        if holds_tenant_slot:
+            self.limiter.release(h.tenant)
+        self.counters.released += 1
+        self.acker.add(AckKind.VISIBILITY, AckEntry(slot, h.receipt_handle, 0))
+        return 1
+
+    def worker_lost(self, seat: SeatState, *, how: str, forced: bool) -> None:
+        """A worker died: settle what it published, release what it never took, fail the rest.
+
+        Its down ring is read by the parent itself: those deliveries were never started, so they
+        are released without counting as an attempt. What it had started failed (CRASH or, when
+        the parent killed it for overrunning QUEUE_PROCESS_TIMEOUT, TIMEOUT). When the engine is
+        being force-stopped the started ones are left alone: they come back through their
+        visibility timeout.
+        """
+        self.on_results(seat)
+        for raw in RingConsumer(seat.seat.down.region).get_many():
+            slot = _delivery_slot(raw)
+            self.complete(slot, Outcome.RELEASED)
+        for slot in sorted(seat.slots):
+            if forced:
+                h = self.held.pop(slot, None)
+                if h is not None:
+                    self.leases.remove(slot)
+                    self.limiter.release(h.tenant)
+                continue
+            if slot == seat.timed_out_slot or seat.timed_out_slot == ALL_SLOTS:
+                self.complete(slot, Outcome.TIMEOUT, reason=f"worker killed ({how})")
+            else:
+                self.complete(slot, Outcome.CRASH, reason=how)
+        seat.slots.clear()
+        seat.timed_out_slot = -1
+
+    def in_flight_by_tenant(self) -> dict[str, int]:
+        return self.limiter.running_by_tenant()
+
+
+def _delivery_slot(raw: bytes) -> int:
+    return DELIVERY_DECODER.decode(raw).slot

@@ -1,0 +1,557 @@
+"""The engine: the parent process's lifecycle around pollers, workers, acks and leases.
+
+Order matters at both ends (DESIGN.md). At start: shared memory, then the worker zygote, then
+the event loop and its clients, so nothing is forked from a process with threads. At stop:
+stop receiving, release what no worker has, let workers drain within the grace period, flush
+every ack, then close. Nothing processed is left undeleted; nothing unprocessed is deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from goraxfast.acker import Acker
+from goraxfast.config import Config
+from goraxfast.core import counters as C
+from goraxfast.core.acks import AckBatcher
+from goraxfast.core.health import HealthStatus
+from goraxfast.core.leases import LeaseBook
+from goraxfast.core.limiter import TenantLimiter
+from goraxfast.core.restarts import RestartPolicy, Verdict
+from goraxfast.core.retry import RetryPolicy
+from goraxfast.dispatch import ALL_SLOTS, Dispatcher, SeatState
+from goraxfast.engine_metrics import EngineStats, engine_families, snapshot
+from goraxfast.errors import EngineError
+from goraxfast.handler import Handler, bind_handler
+from goraxfast.http import HealthServer
+from goraxfast.metrics import MetricsCollector
+from goraxfast.poller import Credits, PollCounters, Poller
+from goraxfast.prometheus import queue_families, render
+from goraxfast.shm import Seat, create_seats
+from goraxfast.sqs import DataPlane, SQSClient
+from goraxfast.supervisor import EVT_SPAWNED, WorkerEvent, Zygote
+
+log = logging.getLogger("goraxfast.engine")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+SUPERVISE_INTERVAL_S = 0.1
+ASYNC_HEARTBEAT_SLACK_S = 2.0
+FINAL_ACK_FLUSH_S = 15.0
+
+
+class State(enum.Enum):
+    CREATED = "created"
+    STARTING = "starting"
+    RUNNING = "running"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+def split_capacity(total: int, workers: int) -> list[int]:
+    """Share QUEUE_CONCURRENT_WORKERS among worker processes as evenly as integers allow."""
+    base, extra = divmod(total, workers)
+    return [base + (1 if i < extra else 0) for i in range(workers)]
+
+
+class Engine:
+    """Drain ``config.queue_url`` with ``handler`` in forked worker processes.
+
+    ``run()`` blocks (CLI, services); embedding apps use ``async with Engine(...)`` or
+    ``await engine.start()`` / ``await engine.stop()``.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        handler: Handler | str,
+        *,
+        data_plane: DataPlane | None = None,
+        serve_http: bool = True,
+        worker_init: Callable[[int], None] | None = None,
+    ) -> None:
+        config.require_queue()
+        self._worker_init = worker_init
+        self.config = config
+        self.bound = bind_handler(handler)
+        self.workers = max(1, min(config.worker_processes, config.concurrent_workers))
+        self._caps = split_capacity(config.concurrent_workers, self.workers)
+        self._data_plane = data_plane
+        self._serve_http = serve_http
+        self.state = State.CREATED
+        self.exit_code = EXIT_OK
+        self.fatal_error: BaseException | None = None
+        self.worker_restarts = 0
+        self.started_at = 0.0
+        self._seats: list[Seat] = []
+        self._seat_states: list[SeatState] = []
+        self._zygote: Zygote | None = None
+        self._client: SQSClient | None = None
+        self._dp: DataPlane | None = None
+        self._restarts = RestartPolicy()
+        self._retired = C.WorkerTotals.zero()
+        self._poll_counters = PollCounters()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._pollers: list[asyncio.Task[Any]] = []
+        self._stopped: asyncio.Event | None = None
+        self._all_exited: asyncio.Event | None = None
+        self._force: asyncio.Event | None = None
+        self._stop_task: asyncio.Task[None] | None = None
+        self._forced = False
+        self._signals_installed: list[int] = []
+        self.metrics: MetricsCollector | None = None
+        self.http: HealthServer | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.acker: Acker | None = None
+        self.credits: Credits | None = None
+
+    # --- public lifecycle ----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Fork the workers, then run until SIGTERM/SIGINT (twice: force). Returns the exit code."""
+        import uvloop
+
+        self._fork_workers()
+        return int(uvloop.run(self._run_main()))
+
+    async def start(self, *, handle_signals: bool = False) -> None:
+        if self.state is not State.CREATED:
+            raise EngineError(f"engine already {self.state.value}")
+        if self._zygote is None:
+            self._fork_workers()
+        try:
+            await self._start_io(handle_signals=handle_signals)
+        except BaseException:
+            await self._teardown()
+            raise
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Drain gracefully (idempotent); returns once everything is closed."""
+        if self.state in (State.CREATED, State.STOPPED):
+            return
+        if self._stop_task is None:
+            self._stop_task = asyncio.get_running_loop().create_task(self._shutdown(grace_s))
+        await asyncio.shield(self._stop_task)
+
+    def force_stop(self) -> None:
+        """Second signal: kill the workers now; their messages return via visibility timeout."""
+        self._forced = True
+        if self._force is not None:
+            self._force.set()
+        self._kill_workers()
+
+    async def wait(self) -> None:
+        """Until the engine has stopped (by a signal, ``stop()``, or a fatal error)."""
+        if self._stopped is not None:
+            await self._stopped.wait()
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # --- observation ---------------------------------------------------------------------------
+
+    def stats(self) -> EngineStats:
+        return snapshot(self)
+
+    def worker_totals(self) -> C.WorkerTotals:
+        totals = C.WorkerTotals.zero()
+        totals.add(self._retired)
+        for seat in self._seats:
+            totals.add_block(seat.counters)
+        return totals
+
+    def worker_pids(self) -> list[int]:
+        return [s.pid for s in self._seat_states if s.alive]
+
+    def health_status(self) -> HealthStatus:
+        assert self.metrics is not None
+        return self.metrics.health_status(self.config.max_queue_depth)
+
+    def readiness(self) -> tuple[bool, str]:
+        if self.state is not State.RUNNING:
+            return False, self.state.value
+        if self.credits is not None and self.credits.free() <= 0:
+            return False, "at capacity"
+        return True, "ready"
+
+    def prometheus_text(self) -> str:
+        families = engine_families(self)
+        if self.metrics is not None:
+            families += queue_families(self.metrics.latest, self.health_status())
+        return render(families)
+
+    @property
+    def health_port(self) -> int:
+        return self.http.port if self.http is not None else 0
+
+    # --- start ---------------------------------------------------------------------------------
+
+    def _fork_workers(self) -> None:
+        """Shared memory and the zygote before any event loop or client thread exists."""
+        cfg = self.config
+        self._seats = create_seats(self.workers, _ring_bytes(cfg.ring_bytes), C.COUNTER_SLOTS)
+        self._seat_states = [SeatState.of(i, s, self._caps[i]) for i, s in enumerate(self._seats)]
+        self._zygote = Zygote(
+            self._seats,
+            self.bound,
+            process_timeout_s=cfg.process_timeout_s,
+            worker_init=self._worker_init,
+        )
+        self._zygote.start()
+        now = time.monotonic()
+        for i in range(self.workers):
+            self._restarts.spawned(i, now)
+            self._zygote.spawn(i)
+        waiting = set(range(self.workers))
+        deadline = now + 30.0
+        while waiting and time.monotonic() < deadline:
+            for ev in self._zygote.wait_events(0.5):
+                if ev.kind == EVT_SPAWNED:
+                    self._seat_states[ev.seat].pid = ev.pid
+                    self._seat_states[ev.seat].alive = True
+                    waiting.discard(ev.seat)
+                else:
+                    self._zygote.stop()
+                    raise EngineError(f"worker {ev.seat} failed to start ({ev.describe_exit()})")
+        if waiting:
+            self._zygote.stop()
+            raise EngineError(f"workers {sorted(waiting)} did not start within 30 s")
+
+    async def _start_io(self, *, handle_signals: bool) -> None:
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        self.state = State.STARTING
+        self.started_at = time.time()
+        self._stopped = asyncio.Event()
+        self._all_exited = asyncio.Event()
+        self._force = asyncio.Event()
+        if self._data_plane is None:
+            self._client = await SQSClient(cfg).start()
+            self._dp = self._client
+        else:
+            self._dp = self._data_plane
+        clock = time.monotonic
+        self.acker = Acker(
+            AckBatcher(max_batch=10, max_age_s=cfg.ack_flush_ms / 1000.0),
+            self._dp,
+            queue_url=cfg.queue_url,
+            dlq_url=cfg.dlq_url,
+            clock=clock,
+        )
+        capacity = cfg.concurrent_workers + cfg.prefetch
+        limiter: TenantLimiter[int] = TenantLimiter(
+            cfg.max_concurrency_per_tenant,
+            cfg.tenant_limits,
+            max_waiting_per_tenant=max(1, cfg.prefetch),
+            max_waiting_total=max(1, cfg.prefetch),
+        )
+        self.dispatcher = Dispatcher(
+            seats=self._seat_states,
+            acker=self.acker,
+            leases=LeaseBook(cfg.visibility_timeout_s),
+            limiter=limiter,
+            policy=RetryPolicy(
+                cfg.max_retries, cfg.retry_base_s, cfg.retry_max_s, cfg.delete_after_process
+            ),
+            clock=clock,
+            wall_ms=lambda: time.time_ns() // 1_000_000,
+            queue_url=cfg.queue_url,
+            dlq_url=cfg.dlq_url,
+            throttle_release_delay_s=cfg.throttle_release_delay_s,
+        )
+        dispatcher = self.dispatcher
+        self.credits = Credits(capacity, lambda: len(dispatcher.held))
+        dispatcher.on_room = self.credits.changed
+        assert self._zygote is not None
+        loop.add_reader(self._zygote.events_fd, self._on_zygote_events)
+        for seat in self._seat_states:
+            loop.add_reader(seat.consumer.fileno(), dispatcher.on_results, seat)
+        source = self._client
+        if source is not None:
+            self.metrics = MetricsCollector(
+                source,
+                queue_url=cfg.queue_url,
+                dlq_url=cfg.dlq_url,
+                interval_s=cfg.metrics_interval_s,
+            )
+            await self.metrics.start()
+        if self._serve_http:
+            self.http = HealthServer(
+                cfg.health_host,
+                cfg.health_port,
+                metrics_text=self.prometheus_text,
+                health=self.health_status,
+                ready=self.readiness,
+            )
+            await self.http.start()
+        self._tasks = [
+            loop.create_task(self.acker.run(), name="goraxfast-acker"),
+            loop.create_task(self._keep_leases(), name="goraxfast-leases"),
+            loop.create_task(self._supervise(), name="goraxfast-supervise"),
+        ]
+        self._pollers = [
+            loop.create_task(self._poller().run(), name=f"goraxfast-poller-{i}")
+            for i in range(self._poller_count())
+        ]
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+                self._signals_installed.append(sig)
+        self.state = State.RUNNING
+        log.info(
+            "engine running: %d workers (%s handler %s), %d handlers at once, %d pollers, queue %s",
+            self.workers,
+            "async" if self.bound.is_async else "sync",
+            self.bound.describe(),
+            cfg.concurrent_workers,
+            len(self._pollers),
+            cfg.queue_url,
+        )
+
+    def _poller_count(self) -> int:
+        if self.config.pollers:
+            return self.config.pollers
+        capacity = self.config.concurrent_workers + self.config.prefetch
+        return max(1, min(8, -(-capacity // self.config.max_messages)))
+
+    def _poller(self) -> Poller:
+        cfg = self.config
+        assert self._dp is not None and self.credits is not None and self.dispatcher is not None
+        return Poller(
+            self._dp,
+            self.credits,
+            self.dispatcher.on_received,
+            max_messages=cfg.max_messages,
+            wait_time_s=cfg.wait_time_s,
+            visibility_timeout_s=cfg.visibility_timeout_s,
+            poll_interval_s=cfg.poll_interval_s,
+            counters=self._poll_counters,
+            queue_url=cfg.queue_url,
+        )
+
+    async def _run_main(self) -> int:
+        await self.start(handle_signals=True)
+        await self.wait()
+        return self.exit_code
+
+    # --- running -------------------------------------------------------------------------------
+
+    def _on_signal(self, sig: int) -> None:
+        if self.state is State.DRAINING or self._stop_task is not None:
+            log.warning("second %s: forcing exit", signal.Signals(sig).name)
+            self.force_stop()
+            return
+        log.info("%s: draining (send again to force)", signal.Signals(sig).name)
+        self._stop_task = asyncio.get_running_loop().create_task(self._shutdown(None))
+
+    async def _keep_leases(self) -> None:
+        assert self.dispatcher is not None and self.acker is not None
+        leases = self.dispatcher.leases
+        cap_s = max(0.05, min(1.0, self.config.visibility_timeout_s / 4))
+        while True:
+            now = time.monotonic()
+            if self.dispatcher.renew_leases(now):
+                self.acker.wake()
+            deadline = leases.next_deadline()
+            sleep_s = cap_s if deadline is None else min(cap_s, max(0.01, deadline - now))
+            await asyncio.sleep(sleep_s)
+
+    async def _supervise(self) -> None:
+        """Timeouts (kill the worker), throttled messages waiting too long, and nothing else."""
+        cfg = self.config
+        assert self.dispatcher is not None
+        timeout_ns = int(cfg.process_timeout_s * 1e9)
+        while True:
+            await asyncio.sleep(SUPERVISE_INTERVAL_S)
+            self.dispatcher.expire_throttled(time.monotonic(), cfg.throttle_max_wait_s)
+            now_ns = time.monotonic_ns()
+            for seat in self._seat_states:
+                if not seat.alive or seat.timed_out_slot != -1:
+                    continue
+                c = seat.seat.counters
+                if self.bound.is_async:
+                    beat = c[C.HEARTBEAT_NS]
+                    if (
+                        seat.slots
+                        and beat
+                        and now_ns - beat > timeout_ns + ASYNC_HEARTBEAT_SLACK_S * 1e9
+                    ):
+                        self._kill_for_timeout(seat, ALL_SLOTS, "its event loop was blocked")
+                    continue
+                slot = c[C.BUSY_SLOT]
+                since = c[C.BUSY_SINCE_NS]
+                if since and now_ns - since > timeout_ns and c[C.BUSY_SLOT] == slot:
+                    self._kill_for_timeout(seat, slot, f"handler over {cfg.process_timeout_s:g} s")
+
+    def _kill_for_timeout(self, seat: SeatState, slot: int, why: str) -> None:
+        log.warning(
+            "killing worker %d (pid %d): %s (QUEUE_PROCESS_TIMEOUT)", seat.index, seat.pid, why
+        )
+        seat.timed_out_slot = slot
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(seat.pid, signal.SIGKILL)
+
+    def _on_zygote_events(self) -> None:
+        assert self._zygote is not None
+        try:
+            events = self._zygote.read_events()
+        except EngineError as exc:
+            self._fail(exc)
+            return
+        for ev in events:
+            if ev.kind == EVT_SPAWNED:
+                seat = self._seat_states[ev.seat]
+                seat.pid, seat.alive = ev.pid, True
+                if self.dispatcher is not None:
+                    self.dispatcher.pump()
+            elif 0 <= ev.seat < len(self._seat_states):
+                self._on_worker_exit(ev)
+
+    def _on_worker_exit(self, ev: WorkerEvent) -> None:
+        seat = self._seat_states[ev.seat]
+        seat.alive = False
+        seat.pid = 0
+        started_any = seat.seat.counters[C.STARTED] > 0
+        how = f"worker {ev.seat} (pid {ev.pid}) {ev.describe_exit()}"
+        assert self.dispatcher is not None
+        lost = len(seat.slots)
+        self.dispatcher.worker_lost(seat, how=how, forced=self._forced)
+        self._retired.add_block(seat.seat.counters)
+        seat.seat.reset()
+        if self.state in (State.DRAINING, State.STOPPED):
+            if not any(s.alive for s in self._seat_states) and self._all_exited is not None:
+                self._all_exited.set()
+            return
+        log.warning("%s with %d deliveries in hand; replacing it", how, lost)
+        verdict = self._restarts.exited(ev.seat, time.monotonic(), started_any=started_any)
+        if verdict is Verdict.GIVE_UP:
+            self._fail(
+                EngineError(
+                    f"worker {ev.seat} failed to start {self._restarts.start_failures(ev.seat)} "
+                    f"times in a row (last: {ev.describe_exit()}); stopping"
+                )
+            )
+            return
+        assert self._zygote is not None
+        self.worker_restarts += 1
+        self._restarts.spawned(ev.seat, time.monotonic())
+        self._zygote.spawn(ev.seat)
+
+    def _fail(self, exc: BaseException) -> None:
+        log.error("fatal: %s", exc)
+        self.fatal_error = exc
+        self.exit_code = EXIT_FAILED
+        if self._stop_task is None and self.state is State.RUNNING:
+            self._stop_task = asyncio.get_running_loop().create_task(self._shutdown(None))
+
+    def _kill_workers(self) -> None:
+        for seat in self._seat_states:
+            if seat.alive and seat.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(seat.pid, signal.SIGKILL)
+
+    # --- stop ----------------------------------------------------------------------------------
+
+    async def _shutdown(self, grace_s: float | None) -> None:
+        cfg = self.config
+        grace = cfg.shutdown_grace_s if grace_s is None else grace_s
+        self.state = State.DRAINING
+        assert self.dispatcher is not None and self.acker is not None
+        assert self._all_exited is not None and self._force is not None
+        # 1. stop receiving: cancel long polls in flight
+        for task in self._pollers:
+            task.cancel()
+        await asyncio.gather(*self._pollers, return_exceptions=True)
+        # 2. release what no worker has yet, at once
+        released = self.dispatcher.release_undispatched()
+        self.acker.wake()
+        # 3. workers finish what they run, hand back what they have not started, and exit
+        for seat in self._seat_states:
+            seat.seat.counters[C.CONTROL] = C.CONTROL_DRAIN
+            seat.producer.notify()
+        log.info("draining: %d released unstarted, waiting up to %g s for workers", released, grace)
+        if any(s.alive for s in self._seat_states):
+            force = asyncio.ensure_future(self._force.wait())
+            exited = asyncio.ensure_future(self._all_exited.wait())
+            await asyncio.wait({force, exited}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+            force.cancel()
+            if not self._all_exited.is_set():
+                if not self._forced:
+                    log.warning("grace period over: killing workers still running")
+                self._forced = True
+                self._kill_workers()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(exited, 10.0)
+            exited.cancel()
+        # 4./5. flush every ack, then close
+        flushed = await self.acker.flush(2.0 if self._forced else FINAL_ACK_FLUSH_S)
+        if not flushed:
+            log.warning("%d acknowledgements could not be sent before exit", self.acker.pending)
+        await self._teardown()
+        log.info("stopped: %s", self.stats().summary())
+
+    async def _teardown(self) -> None:
+        loop = asyncio.get_running_loop()
+        for task in self._pollers + self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._pollers, *self._tasks, return_exceptions=True)
+        if self.acker is not None:
+            self.acker.cancel_retries()
+        for sig in self._signals_installed:
+            loop.remove_signal_handler(sig)
+        self._signals_installed.clear()
+        if self._zygote is not None:
+            with contextlib.suppress(Exception):
+                loop.remove_reader(self._zygote.events_fd)
+            for seat in self._seat_states:
+                with contextlib.suppress(Exception):
+                    loop.remove_reader(seat.consumer.fileno())
+            self._kill_workers()
+            self._zygote.stop()
+        if self.http is not None:
+            await self.http.stop()
+        if self.metrics is not None:
+            await self.metrics.stop()
+        if self._client is not None:
+            await self._client.close()
+        for shared in self._seats:
+            with contextlib.suppress(Exception):
+                shared.close()
+        self.state = State.STOPPED
+        if self._stopped is not None:
+            self._stopped.set()
+
+
+def _ring_bytes(configured: int) -> int:
+    return configured - configured % 8
+
+
+def describe_engine(engine: Engine) -> dict[str, Any]:
+    """Settings worth printing next to a benchmark or in a start-up log."""
+    return {
+        "workers": engine.workers,
+        "handler": engine.bound.describe(),
+        "async_handler": engine.bound.is_async,
+        "pollers": engine._poller_count(),
+        **{
+            k: v for k, v in engine.config.describe().items() if k not in ("aws_secret_access_key",)
+        },
+    }

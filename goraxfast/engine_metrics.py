@@ -1,0 +1,187 @@
+"""The engine's own numbers: one snapshot type for tests, progress lines and ``/metrics``.
+
+Parent-side counters (receives, acks, leases) live in the parent's objects; handler counters
+live in each worker's shared-memory block and are summed on demand, with the blocks of dead
+workers folded into a retired total so that counters never go backwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from goraxfast.core import counters as C
+from goraxfast.core.retry import Outcome
+from goraxfast.prometheus import HistogramSample, MetricFamily, Sample
+
+if TYPE_CHECKING:
+    from goraxfast.engine import Engine
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    state: str
+    received: int
+    poison: int
+    dispatched: int
+    succeeded: int
+    retried: int
+    rejected: int
+    failed: int
+    timed_out: int
+    crashed: int
+    released: int
+    throttled: int
+    throttle_released: int
+    deleted: int
+    dead_lettered: int
+    visibility_changes: int
+    lease_renewals: int
+    acks_pending: int
+    ack_errors: int
+    in_flight: int
+    worker_restarts: int
+    receives: int
+    empty_receives: int
+    receive_errors: int
+    handled: int  # every outcome except RELEASED: attempts that ran
+
+    def summary(self) -> str:
+        return (
+            f"received={self.received} succeeded={self.succeeded} failed={self.failed} "
+            f"retried={self.retried} rejected={self.rejected} timed_out={self.timed_out} "
+            f"crashed={self.crashed} poison={self.poison} dead_lettered={self.dead_lettered} "
+            f"deleted={self.deleted} released={self.released} worker_restarts={self.worker_restarts} "
+            f"acks_pending={self.acks_pending}"
+        )
+
+    def as_dict(self) -> dict[str, int | str]:
+        return asdict(self)
+
+
+def snapshot(engine: Engine) -> EngineStats:
+    d = engine.dispatcher
+    a = engine.acker
+    p = engine._poll_counters
+    done = d.counters.completed if d is not None else dict.fromkeys(Outcome, 0)
+    return EngineStats(
+        state=engine.state.value,
+        received=d.counters.received if d else 0,
+        poison=d.counters.poison if d else 0,
+        dispatched=d.counters.dispatched if d else 0,
+        succeeded=done[Outcome.SUCCESS],
+        retried=done[Outcome.RETRY],
+        rejected=done[Outcome.REJECT],
+        failed=done[Outcome.FAIL],
+        timed_out=done[Outcome.TIMEOUT],
+        crashed=done[Outcome.CRASH],
+        released=d.counters.released if d else 0,
+        throttled=d.counters.throttled if d else 0,
+        throttle_released=d.counters.throttle_released if d else 0,
+        deleted=a.counters.deleted if a else 0,
+        dead_lettered=a.counters.dead_lettered if a else 0,
+        visibility_changes=a.counters.visibility_changed if a else 0,
+        lease_renewals=d.counters.lease_renewals if d else 0,
+        acks_pending=a.pending if a else 0,
+        ack_errors=(a.counters.call_errors + a.counters.entries_given_up) if a else 0,
+        in_flight=len(d.held) if d else 0,
+        worker_restarts=engine.worker_restarts,
+        receives=p.receives,
+        empty_receives=p.empty_receives,
+        receive_errors=p.receive_errors,
+        handled=sum(v for k, v in done.items() if k is not Outcome.RELEASED),
+    )
+
+
+def _counter(name: str, help_: str, value: float) -> MetricFamily:
+    return MetricFamily(name, "counter", help_, [Sample(value)])
+
+
+def _gauge(name: str, help_: str, value: float) -> MetricFamily:
+    return MetricFamily(name, "gauge", help_, [Sample(value)])
+
+
+def engine_families(engine: Engine) -> list[MetricFamily]:
+    s = snapshot(engine)
+    fams = [
+        _counter("goraxfast_received", "Messages received from SQS.", s.received),
+        _counter(
+            "goraxfast_poison", "Undecodable or invalid bodies, dead-lettered at once.", s.poison
+        ),
+        MetricFamily(
+            "goraxfast_processed",
+            "counter",
+            "Handler outcomes.",
+            [
+                Sample(s.succeeded, {"outcome": "success"}),
+                Sample(s.retried, {"outcome": "retry"}),
+                Sample(s.rejected, {"outcome": "reject"}),
+                Sample(s.failed, {"outcome": "fail"}),
+                Sample(s.timed_out, {"outcome": "timeout"}),
+                Sample(s.crashed, {"outcome": "crash"}),
+            ],
+        ),
+        _counter("goraxfast_deleted", "Messages deleted from the main queue.", s.deleted),
+        _counter("goraxfast_dead_lettered", "Messages copied to the DLQ.", s.dead_lettered),
+        _counter(
+            "goraxfast_released", "Messages handed back unstarted (visibility 0).", s.released
+        ),
+        _counter("goraxfast_throttled", "Messages that waited for a tenant slot.", s.throttled),
+        _counter("goraxfast_lease_renewals", "Visibility extensions requested.", s.lease_renewals),
+        _counter("goraxfast_worker_restarts", "Workers replaced after dying.", s.worker_restarts),
+        _counter("goraxfast_receive_calls", "ReceiveMessage calls.", s.receives),
+        _counter("goraxfast_receive_errors", "Failed ReceiveMessage calls.", s.receive_errors),
+        _counter(
+            "goraxfast_ack_errors", "Failed ack calls and ack entries given up.", s.ack_errors
+        ),
+        _gauge("goraxfast_in_flight", "Messages held by the engine.", s.in_flight),
+        _gauge(
+            "goraxfast_acks_pending", "Acknowledgements not yet confirmed by SQS.", s.acks_pending
+        ),
+        _gauge("goraxfast_workers_alive", "Live worker processes.", len(engine.worker_pids())),
+    ]
+    if engine.dispatcher is not None:
+        by_tenant = engine.dispatcher.in_flight_by_tenant()
+        fams.append(
+            MetricFamily(
+                "goraxfast_tenant_in_flight",
+                "gauge",
+                "Deliveries holding a tenant slot, per tenant.",
+                [Sample(v, {"tenant": t}) for t, v in sorted(by_tenant.items())],
+            )
+        )
+    totals = engine.worker_totals()
+    fams.append(
+        MetricFamily(
+            "goraxfast_handler_seconds",
+            "histogram",
+            "Handler run time, summed over every worker.",
+            [
+                HistogramSample(
+                    C.LATENCY_BUCKETS_S,
+                    totals.cumulative()[:-1],
+                    totals.handler_ns_total / 1e9,
+                    sum(totals.histogram),
+                )
+            ],
+        )
+    )
+    if engine.dispatcher is not None:
+        c = engine.dispatcher.counters
+        cumulative, running = [], 0
+        for v in c.e2e_histogram:
+            running += v
+            cumulative.append(running)
+        fams.append(
+            MetricFamily(
+                "goraxfast_publish_to_handled_seconds",
+                "histogram",
+                "From SQS SentTimestamp to the handler's end (clocks of SQS and this host).",
+                [
+                    HistogramSample(
+                        C.LATENCY_BUCKETS_S, cumulative[:-1], c.e2e_sum_ms / 1e3, running
+                    )
+                ],
+            )
+        )
+    return fams

@@ -1,0 +1,111 @@
+"""The user's side of the engine: what a handler receives and how it says what happened.
+
+A handler returns normally on success, raises :class:`Retry` to be run again later, raises
+:class:`Reject` to dead-letter the message at once, and raises anything else to fail (retried
+with backoff by receive count until QUEUE_MAX_RETRIES, then dead-lettered).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from goraxfast.core.message import ExecutionMessage
+from goraxfast.errors import HandlerError
+
+
+class Retry(Exception):
+    """Run this message again after ``delay_s`` seconds (its visibility is set to that)."""
+
+    def __init__(self, delay_s: float = 0.0, reason: str = "") -> None:
+        if delay_s < 0:
+            raise ValueError(f"Retry delay_s must be >= 0, got {delay_s}")
+        self.delay_s = delay_s
+        self.reason = reason
+        super().__init__(f"retry in {delay_s:g} s" + (f": {reason}" if reason else ""))
+
+
+class Reject(Exception):
+    """This message can never succeed: send it to the dead-letter queue with ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryInfo:
+    """Facts about this delivery of the message (not part of the message itself)."""
+
+    message_id: str
+    receive_count: int
+    first_received_ms: int
+    sent_ms: int
+    worker_index: int
+
+
+SyncHandler: TypeAlias = Callable[..., Any]
+AsyncHandler: TypeAlias = Callable[..., Awaitable[Any]]
+Handler: TypeAlias = SyncHandler | AsyncHandler
+
+
+@dataclass(frozen=True, slots=True)
+class BoundHandler:
+    """A handler with its calling convention worked out once, not on every message."""
+
+    func: Handler
+    is_async: bool
+    wants_info: bool
+
+    def describe(self) -> str:
+        name = getattr(self.func, "__qualname__", repr(self.func))
+        module = getattr(self.func, "__module__", "?")
+        return f"{module}:{name}"
+
+
+def bind_handler(handler: Handler | str) -> BoundHandler:
+    """Accept a callable or a ``module:function`` path; a handler takes (message) or (message, info)."""
+    func = load_handler(handler) if isinstance(handler, str) else handler
+    if not callable(func):
+        raise HandlerError(f"handler {func!r} is not callable")
+    is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004 - callable objects with async __call__
+    )
+    try:
+        params = [
+            p
+            for p in inspect.signature(func).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+        ]
+    except (TypeError, ValueError):
+        params = []
+    wants_info = len(params) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
+    return BoundHandler(func=func, is_async=is_async, wants_info=wants_info)
+
+
+def load_handler(path: str) -> Handler:
+    """Import ``module:function`` (dotted attributes allowed after the colon)."""
+    module_name, sep, attr_path = path.partition(":")
+    if not sep or not module_name or not attr_path:
+        raise HandlerError(f"handler {path!r} must look like 'package.module:function'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise HandlerError(f"cannot import handler module {module_name!r}: {exc}") from exc
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as exc:
+            raise HandlerError(f"handler {path!r}: {module_name!r} has no {attr_path!r}") from exc
+    if not callable(obj):
+        raise HandlerError(f"handler {path!r} is not callable")
+    return obj  # type: ignore[no-any-return]
+
+
+def call_args(
+    bound: BoundHandler, message: ExecutionMessage, info: DeliveryInfo
+) -> tuple[Any, ...]:
+    return (message, info) if bound.wants_info else (message,)

@@ -1,0 +1,117 @@
+"""Long-pollers: receive only as many messages as the engine has room for.
+
+gorax received faster than it could handle and let messages age in buffers (SPEC §4.6). Here a
+poller first reserves credits (free room under the engine's capacity), asks SQS for at most that
+many, and gives back what did not arrive. With no room it waits for room; with an empty queue it
+costs one long poll at a time, never a busy loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from goraxfast.errors import SQSError
+from goraxfast.sqs import DataPlane, ReceivedMessage
+
+log = logging.getLogger("goraxfast.poller")
+
+
+@dataclass(slots=True)
+class PollCounters:
+    receives: int = 0
+    empty_receives: int = 0
+    receive_errors: int = 0
+    received: int = 0
+
+
+class Credits:
+    """Room for messages under the engine's capacity, shared by every poller."""
+
+    def __init__(self, capacity: int, held: Callable[[], int]) -> None:
+        self.capacity = capacity
+        self._held = held
+        self._reserved = 0
+        self._changed = asyncio.Event()
+
+    def free(self) -> int:
+        return self.capacity - self._held() - self._reserved
+
+    def reserve(self, most: int) -> int:
+        take = max(0, min(most, self.free()))
+        self._reserved += take
+        return take
+
+    def give_back(self, count: int) -> None:
+        self._reserved -= count
+        self._changed.set()
+
+    def changed(self) -> None:
+        """Call when held messages went away (a result came back, a message was released)."""
+        self._changed.set()
+
+    async def wait_for_room(self) -> None:
+        while self.free() <= 0:
+            self._changed.clear()
+            await self._changed.wait()
+
+
+class Poller:
+    def __init__(
+        self,
+        data_plane: DataPlane,
+        credits: Credits,
+        on_received: Callable[[Sequence[ReceivedMessage]], None],
+        *,
+        max_messages: int,
+        wait_time_s: int,
+        visibility_timeout_s: int,
+        poll_interval_s: float,
+        counters: PollCounters,
+        queue_url: str,
+    ) -> None:
+        self.dp = data_plane
+        self.credits = credits
+        self.on_received = on_received
+        self.max_messages = max_messages
+        self.wait_time_s = wait_time_s
+        self.visibility_timeout_s = visibility_timeout_s
+        self.poll_interval_s = poll_interval_s
+        self.counters = counters
+        self.queue_url = queue_url
+
+    async def run(self) -> None:
+        """Receive until cancelled (cancelling abandons a long poll in flight, by design)."""
+        while True:
+            await self.credits.wait_for_room()
+            want = self.credits.reserve(self.max_messages)
+            if want == 0:
+                continue
+            try:
+                messages = await self.dp.receive(want, self.wait_time_s, self.visibility_timeout_s)
+            except SQSError as exc:
+                self.credits.give_back(want)
+                self.counters.receive_errors += 1
+                log.warning("%s; retrying in %.1f s", exc, max(self.poll_interval_s, 0.1))
+                await asyncio.sleep(max(self.poll_interval_s, 0.1))
+                continue
+            except asyncio.CancelledError:
+                self.credits.give_back(want)
+                raise
+            except Exception:
+                self.credits.give_back(want)
+                self.counters.receive_errors += 1
+                log.exception("unexpected error receiving from %s", self.queue_url)
+                await asyncio.sleep(max(self.poll_interval_s, 0.1))
+                continue
+            self.counters.receives += 1
+            self.credits.give_back(want)
+            if messages:
+                self.counters.received += len(messages)
+                self.on_received(messages)
+            else:
+                self.counters.empty_receives += 1
+                if self.poll_interval_s > 0:
+                    await asyncio.sleep(self.poll_interval_s)

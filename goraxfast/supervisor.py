@@ -1,0 +1,242 @@
+"""Worker processes: forked from a clean template, watched, killed and replaced.
+
+Forking from a process whose event loop already runs is unsafe (its threads may hold locks the
+child then waits on forever), so every worker is forked by a *zygote*: a process forked once at
+start, before the parent's loop or any thread exists (or, when embedded, as the very first thing),
+which does nothing but fork workers on request and report their exits. It keeps the handler and
+the shared memory it inherited, so respawns cost a plain fork (~4 ms) rather than a fresh
+interpreter.
+
+Messages between parent and zygote are fixed-size records on two pipes (atomic below PIPE_BUF).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import struct
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+from goraxfast.errors import EngineError
+from goraxfast.handler import BoundHandler
+from goraxfast.shm import Seat
+from goraxfast.worker import run_worker
+
+_RECORD = struct.Struct("<Biii")  # kind, seat, pid, wait status
+CMD_SPAWN = 1
+CMD_QUIT = 2
+EVT_SPAWNED = 1
+EVT_EXITED = 2
+EVT_SPAWN_FAILED = 3
+_REAP_INTERVAL_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerEvent:
+    kind: int
+    seat: int
+    pid: int
+    status: int
+
+    def describe_exit(self) -> str:
+        if os.WIFSIGNALED(self.status):
+            sig = os.WTERMSIG(self.status)
+            try:
+                name = signal.Signals(sig).name
+            except ValueError:
+                name = str(sig)
+            return f"killed by {name}"
+        if os.WIFEXITED(self.status):
+            return f"exit code {os.WEXITSTATUS(self.status)}"
+        return f"status {self.status}"
+
+
+class Zygote:
+    """Parent-side handle of the zygote process."""
+
+    def __init__(
+        self,
+        seats: Sequence[Seat],
+        bound: BoundHandler,
+        *,
+        process_timeout_s: float,
+        worker_init: Callable[[int], None] | None = None,
+    ) -> None:
+        self._worker_init = worker_init
+        self._seats = list(seats)
+        self._bound = bound
+        self._process_timeout_s = process_timeout_s
+        self.pid = 0
+        self._cmd_w = -1
+        self._evt_r = -1
+        self._buf = b""
+
+    def start(self) -> None:
+        cmd_r, cmd_w = os.pipe()
+        evt_r, evt_w = os.pipe()
+        parent_pid = os.getpid()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the zygote
+            os.close(cmd_w)
+            os.close(evt_r)
+            _zygote_main(
+                cmd_r,
+                evt_w,
+                parent_pid,
+                self._seats,
+                self._bound,
+                self._process_timeout_s,
+                self._worker_init,
+            )
+        os.close(cmd_r)
+        os.close(evt_w)
+        os.set_blocking(evt_r, False)
+        self.pid, self._cmd_w, self._evt_r = pid, cmd_w, evt_r
+
+    @property
+    def events_fd(self) -> int:
+        """Readable when the zygote has reported something; watch it with ``loop.add_reader``."""
+        return self._evt_r
+
+    def spawn(self, seat: int) -> None:
+        self._send(CMD_SPAWN, seat)
+
+    def read_events(self) -> list[WorkerEvent]:
+        """Every complete event reported so far (non-blocking); empty list when none."""
+        while True:
+            try:
+                chunk = os.read(self._evt_r, 4096)
+            except BlockingIOError:
+                break
+            if not chunk:
+                if not self._buf:
+                    raise EngineError(f"the worker zygote (pid {self.pid}) has gone away")
+                break
+            self._buf += chunk
+        events = []
+        size = _RECORD.size
+        while len(self._buf) >= size:
+            kind, seat, pid, status = _RECORD.unpack_from(self._buf)
+            self._buf = self._buf[size:]
+            events.append(WorkerEvent(kind, seat, pid, status))
+        return events
+
+    def wait_events(self, timeout_s: float) -> list[WorkerEvent]:
+        """Blocking flavour for use before the event loop runs (start-up)."""
+        ready, _, _ = select.select([self._evt_r], [], [], timeout_s)
+        return self.read_events() if ready else []
+
+    def stop(self) -> None:
+        """Ask the zygote to leave and reap it; it SIGKILLs workers still alive."""
+        if self.pid == 0:
+            return
+        with contextlib.suppress(OSError):
+            self._send(CMD_QUIT, 0)
+        with contextlib.suppress(OSError):
+            os.close(self._cmd_w)
+        with contextlib.suppress(ChildProcessError):
+            _, _ = os.waitpid(self.pid, 0)
+        with contextlib.suppress(OSError):
+            os.close(self._evt_r)
+        self.pid = 0
+
+    def _send(self, kind: int, seat: int) -> None:
+        os.write(self._cmd_w, _RECORD.pack(kind, seat, 0, 0))
+
+
+def _zygote_main(
+    cmd_r: int,
+    evt_w: int,
+    parent_pid: int,
+    seats: Sequence[Seat],
+    bound: BoundHandler,
+    process_timeout_s: float,
+    worker_init: Callable[[int], None] | None,
+) -> NoReturn:
+    code = 0
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        my_pid = os.getpid()
+        workers: dict[int, int] = {}  # pid -> seat
+
+        def report(kind: int, seat: int, pid: int, status: int) -> None:
+            os.write(evt_w, _RECORD.pack(kind, seat, pid, status))
+
+        def spawn(seat: int) -> None:
+            try:
+                pid = os.fork()
+            except OSError:
+                report(EVT_SPAWN_FAILED, seat, 0, 0)
+                return
+            if pid == 0:
+                os.close(cmd_r)
+                os.close(evt_w)
+                run_worker(
+                    seats[seat],
+                    bound,
+                    seat,
+                    parent_pid=my_pid,
+                    process_timeout_s=process_timeout_s,
+                    worker_init=worker_init,
+                )
+            workers[pid] = seat
+            report(EVT_SPAWNED, seat, pid, 0)
+
+        buf = b""
+        running = True
+        while running:
+            readable, _, _ = select.select([cmd_r], [], [], _REAP_INTERVAL_S)
+            if readable:
+                chunk = os.read(cmd_r, 4096)
+                if not chunk:
+                    running = False
+                buf += chunk
+                while len(buf) >= _RECORD.size:
+                    kind, seat, _, _ = _RECORD.unpack_from(buf)
+                    buf = buf[_RECORD.size :]
+                    if kind == CMD_SPAWN:
+                        spawn(seat)
+                    elif kind == CMD_QUIT:
+                        running = False
+            _reap(workers, report)
+            if os.getppid() != parent_pid:
+                running = False
+        for pid in list(workers):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        while workers:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            seat = workers.pop(pid, -1)
+            with contextlib.suppress(OSError):
+                report(EVT_EXITED, seat, pid, status)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _reap(workers: dict[int, int], report: Callable[[int, int, int, int], None]) -> None:
+    while workers:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        seat = workers.pop(pid, -1)
+        report(EVT_EXITED, seat, pid, status)

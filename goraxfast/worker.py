@@ -1,0 +1,268 @@
+"""A forked worker process: takes deliveries off its down ring, runs the handler, reports back.
+
+The worker never sees a receipt handle and never talks to SQS: it gets ``(slot, body, facts)``
+and answers ``(slot, outcome)``. It ends with ``os._exit`` (never ``sys.exit``: unwinding would
+run the parent's inherited atexit/loop teardown in the child) and leaves on its own when its
+parent goes away, so an orphan never keeps running handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from goraxfast.core import counters as C
+from goraxfast.core.message import decode_message
+from goraxfast.core.records import DELIVERY_DECODER, RESULT_ENCODER, Delivery, Result
+from goraxfast.core.retry import Outcome
+from goraxfast.handler import BoundHandler, DeliveryInfo, Reject, Retry, call_args
+from goraxfast.shm import Seat
+
+EXIT_OK = 0
+EXIT_CRASHED = 70  # the worker's own machinery failed (not a handler exception)
+EXIT_INIT_FAILED = 71  # the user's worker_init raised: the worker cannot start
+IDLE_WAIT_S = 0.25  # how often an idle worker checks for drain/orphaning
+NOTIFY_EVERY_NS = 1_000_000  # a busy worker still wakes the parent at least every 1 ms
+REASON_MAX_CHARS = 1000
+
+
+def run_worker(
+    seat: Seat,
+    bound: BoundHandler,
+    index: int,
+    *,
+    parent_pid: int,
+    process_timeout_s: float,
+    worker_init: Callable[[int], None] | None = None,
+) -> NoReturn:
+    """Entry point in the child right after fork. Never returns."""
+    code = EXIT_CRASHED
+    try:
+        _reset_inherited_state()
+        if worker_init is not None:
+            try:
+                worker_init(index)
+            except BaseException:
+                traceback.print_exc()
+                code = EXIT_INIT_FAILED
+                return  # type: ignore[misc]  # the finally clause exits
+        runner = _AsyncWorker if bound.is_async else _SyncWorker
+        code = runner(seat, bound, index, parent_pid, process_timeout_s).run()
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _reset_inherited_state() -> None:
+    """Undo what the fork copied from the parent that would misfire here.
+
+    An inherited ``signal.set_wakeup_fd`` would write this process's signal numbers into the
+    parent's event loop (a SIGTERM here would stop the parent). Ctrl-C reaches the whole process
+    group; only the parent decides what it means, so the worker ignores SIGINT.
+    """
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    asyncio.events._set_running_loop(None)
+
+
+def _failure_reason(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text[:REASON_MAX_CHARS]
+
+
+class _WorkerBase:
+    def __init__(
+        self,
+        seat: Seat,
+        bound: BoundHandler,
+        index: int,
+        parent_pid: int,
+        process_timeout_s: float,
+    ) -> None:
+        self.seat = seat
+        self.bound = bound
+        self.index = index
+        self.parent_pid = parent_pid
+        self.process_timeout_s = process_timeout_s
+        self.counters = seat.counters
+        self.down = seat.down.consumer()
+        self.up = seat.up.producer()
+        self.counters[C.PID] = os.getpid()
+        self._last_notify_ns = 0
+
+    def draining(self) -> bool:
+        return bool(self.counters[C.CONTROL] == C.CONTROL_DRAIN)
+
+    def orphaned(self) -> bool:
+        return os.getppid() != self.parent_pid
+
+    def info(self, d: Delivery) -> DeliveryInfo:
+        return DeliveryInfo(
+            d.message_id, d.receive_count, d.first_received_ms, d.sent_ms, self.index
+        )
+
+    def record(self, result: Result) -> None:
+        """Count the outcome and put the result on the up ring (waiting if the ring is full)."""
+        c = self.counters
+        outcome = result.outcome
+        if outcome == Outcome.SUCCESS:
+            c[C.SUCCEEDED] += 1
+        elif outcome == Outcome.RETRY:
+            c[C.RETRIED] += 1
+        elif outcome == Outcome.REJECT:
+            c[C.REJECTED] += 1
+        elif outcome == Outcome.FAIL:
+            c[C.FAILED] += 1
+        elif outcome == Outcome.TIMEOUT:
+            c[C.TIMED_OUT] += 1
+        elif outcome == Outcome.RELEASED:
+            c[C.RELEASED] += 1
+        if outcome != Outcome.RELEASED:
+            c[C.HANDLER_NS_TOTAL] += result.duration_ns
+            c[C.HIST_BASE + C.bucket_index(result.duration_ns)] += 1
+        payload = RESULT_ENCODER.encode(result)
+        while not self.up.put(payload):
+            # The parent is behind; wake it and give it a moment. Not a hot path: the up ring
+            # holds tens of thousands of results.
+            self.up.notify()
+            if self.orphaned():
+                raise SystemExit(EXIT_OK)
+            time.sleep(0.0005)
+        now = time.monotonic_ns()
+        if now - self._last_notify_ns >= NOTIFY_EVERY_NS:
+            self.notify(now)
+
+    def notify(self, now_ns: int | None = None) -> None:
+        self.up.notify()
+        self._last_notify_ns = time.monotonic_ns() if now_ns is None else now_ns
+
+    def released(self, d: Delivery) -> Result:
+        return Result(d.slot, int(Outcome.RELEASED))
+
+
+class _SyncWorker(_WorkerBase):
+    """Runs ``def`` handlers one at a time. Takes one record at a time off the ring, so that a
+    delivery it has not started is still in the ring (and released, not failed) if it dies."""
+
+    def run(self) -> int:
+        c = self.counters
+        down = self.down
+        while True:
+            c[C.HEARTBEAT_NS] = time.monotonic_ns()
+            raw = down.ring.get()
+            if raw is None:
+                self.notify()
+                if self.draining() or self.orphaned():
+                    return EXIT_OK
+                down.wait(IDLE_WAIT_S)
+                continue
+            d = DELIVERY_DECODER.decode(raw)
+            result = self.released(d) if self.draining() else self.handle(d)
+            self.record(result)
+
+    def handle(self, d: Delivery) -> Result:
+        c = self.counters
+        start = time.monotonic_ns()
+        c[C.BUSY_SLOT] = d.slot
+        c[C.BUSY_SINCE_NS] = start
+        c[C.STARTED] += 1
+        delay = -1.0
+        reason = ""
+        try:
+            msg = decode_message(d.body, validate=False)
+            self.bound.func(*call_args(self.bound, msg, self.info(d)))
+            outcome = Outcome.SUCCESS
+        except Retry as exc:
+            outcome, delay, reason = Outcome.RETRY, exc.delay_s, exc.reason
+        except Reject as exc:
+            outcome, reason = Outcome.REJECT, exc.reason[:REASON_MAX_CHARS]
+        except BaseException as exc:
+            outcome, reason = Outcome.FAIL, _failure_reason(exc)
+        finally:
+            c[C.BUSY_SINCE_NS] = 0
+        end = time.monotonic_ns()
+        return Result(d.slot, int(outcome), delay, reason, end - start, time.time_ns() // 1_000_000)
+
+
+class _AsyncWorker(_WorkerBase):
+    """Runs ``async def`` handlers concurrently on uvloop; the parent bounds how many it sends."""
+
+    def run(self) -> int:
+        import uvloop
+
+        return int(uvloop.run(self.main()))
+
+    async def main(self) -> int:
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+        down = self.down
+
+        def on_ring() -> None:
+            down.clear()
+            wake.set()
+
+        loop.add_reader(down.fileno(), on_ring)
+        tasks: set[asyncio.Task[Any]] = set()
+        c = self.counters
+        try:
+            while True:
+                c[C.HEARTBEAT_NS] = time.monotonic_ns()
+                wake.clear()
+                for raw in self.down.get_many():
+                    d = DELIVERY_DECODER.decode(raw)
+                    if self.draining():
+                        self.record(self.released(d))
+                        continue
+                    task = loop.create_task(self.handle(d))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                self.notify()
+                if (self.draining() and not tasks) or self.orphaned():
+                    return EXIT_OK
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), IDLE_WAIT_S)
+        finally:
+            loop.remove_reader(down.fileno())
+
+    async def handle(self, d: Delivery) -> None:
+        c = self.counters
+        start = time.monotonic_ns()
+        c[C.STARTED] += 1
+        delay = -1.0
+        reason = ""
+        deadline = asyncio.timeout(self.process_timeout_s)
+        try:
+            msg = decode_message(d.body, validate=False)
+            async with deadline:
+                await self.bound.func(*call_args(self.bound, msg, self.info(d)))
+            outcome = Outcome.SUCCESS
+        except Retry as exc:
+            outcome, delay, reason = Outcome.RETRY, exc.delay_s, exc.reason
+        except Reject as exc:
+            outcome, reason = Outcome.REJECT, exc.reason[:REASON_MAX_CHARS]
+        except TimeoutError as exc:
+            if deadline.expired():
+                outcome = Outcome.TIMEOUT
+                reason = f"over QUEUE_PROCESS_TIMEOUT={self.process_timeout_s:g}s"
+            else:
+                outcome, reason = Outcome.FAIL, _failure_reason(exc)
+        except Exception as exc:
+            outcome, reason = Outcome.FAIL, _failure_reason(exc)
+        end = time.monotonic_ns()
+        self.record(
+            Result(d.slot, int(outcome), delay, reason, end - start, time.time_ns() // 1_000_000)
+        )
