@@ -79,18 +79,16 @@ class MetricsCollector:
         calls = [self._client.queue_attributes(self.queue_url)]
         if self.dlq_url:
             calls.append(self._client.queue_attributes(self.dlq_url))
-        results = await asyncio.gather(*calls, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                if not isinstance(result, Exception):
-                    raise result  # cancellation and the like are not collection failures
+        attrs: list[QueueAttributes] = []
+        for result in await asyncio.gather(*calls, return_exceptions=True):
+            if isinstance(result, Exception):
                 self.failures += 1
                 self.last_error = result
                 raise result
-        main = results[0]
-        assert not isinstance(main, BaseException)
-        dlq = results[1] if len(results) > 1 else None
-        assert not isinstance(dlq, BaseException)
+            if isinstance(result, BaseException):
+                raise result  # cancellation and the like are not collection failures
+            attrs.append(result)
+        main, dlq = attrs[0], (attrs[1] if len(attrs) > 1 else None)
         snapshot = QueueMetrics(
             visible=main.visible,
             in_flight=main.in_flight,
