@@ -197,6 +197,36 @@ def test_ring_capacity_for_accepts_exactly_that_record() -> None:
     assert producer.max_record_bytes - (MiB + 100) < 8
 
 
+def test_put_many_puts_in_order_and_publishes_head_once() -> None:
+    region, producer, consumer = make_ring(256)
+    assert producer.try_put_many([b"a", b"", b"bc"]) == 3
+    assert head_tail(region) == (24, 0)
+    assert consumer.get_many() == [b"a", b"", b"bc"]
+
+
+def test_put_many_stops_at_the_first_record_that_does_not_fit() -> None:
+    _, producer, consumer = make_ring(64)
+    assert producer.try_put_many([b"a" * 28, b"b" * 20, b"c" * 28, b"d"]) == 2
+    assert consumer.get_many() == [b"a" * 28, b"b" * 20]
+
+
+def test_put_many_publishes_a_lone_wrap_like_try_put() -> None:
+    region, producer, consumer = make_ring(64)
+    producer.try_put(b"a" * 28)
+    consumer.get()
+    assert producer.try_put_many([b"c" * 60]) == 0
+    assert head_tail(region)[0] == 64
+    assert consumer.get_many() == []
+    assert producer.try_put_many([b"c" * 60]) == 1
+
+
+def test_put_many_publishes_the_records_before_an_oversized_one_then_raises() -> None:
+    _, producer, consumer = make_ring(64)
+    with pytest.raises(ValueError):
+        producer.try_put_many([b"ok", b"x" * 61, b"never"])
+    assert consumer.get_many() == [b"ok"]
+
+
 def test_get_many_honours_limit_and_leaves_the_rest() -> None:
     _, producer, consumer = make_ring(256)
     for i in range(5):
@@ -255,6 +285,7 @@ def test_release_lets_the_buffer_be_resized() -> None:
 ops = st.lists(
     st.one_of(
         st.tuples(st.just("put"), st.integers(min_value=0, max_value=300)),
+        st.tuples(st.just("put_many"), st.integers(min_value=0, max_value=8)),
         st.tuples(st.just("get"), st.none() | st.integers(min_value=0, max_value=5)),
     ),
     max_size=200,
@@ -270,7 +301,14 @@ def test_interleaved_puts_and_gets_deliver_every_accepted_record_once_in_order(
     in_flight: deque[bytes] = deque()
     serial = 0
     for op, arg in script:
-        if op == "put":
+        if op == "put_many":
+            assert arg is not None
+            batch = [serial.to_bytes(4, "little") * (i * 7) for i in range(arg)]
+            serial += 1
+            batch = [r[: producer.max_record_bytes] for r in batch]
+            accepted = producer.try_put_many(batch)
+            in_flight.extend(batch[:accepted])
+        elif op == "put":
             assert arg is not None
             size = min(arg, producer.max_record_bytes)
             record = (serial.to_bytes(4, "little") * (size // 4 + 1))[:size]

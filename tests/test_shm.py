@@ -268,6 +268,14 @@ def test_refused_put_wakes_the_consumer_for_what_was_already_put(seat: Seat) -> 
     assert len(consumer.get_many()) == 64 * 1024 // 1008
 
 
+def test_refused_put_many_wakes_the_consumer_too(seat: Seat) -> None:
+    producer = seat.down.producer()
+    batch = [b"x" * 1000] * 100
+    assert producer.put_many(batch) == 65
+    assert seat.down.doorbell.wait(0)
+    assert len(seat.down.consumer().get_many()) == 65
+
+
 def test_seat_reset_empties_rings_zeroes_counters_and_resyncs_endpoints(seat: Seat) -> None:
     producer, consumer = seat.up.producer(), seat.up.consumer()
     producer.put(b"from the dead worker")

@@ -23,6 +23,8 @@ wake the consumer after a False, as it must after any put.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = [
     "HEADER_BYTES",
     "WRAP",
@@ -176,6 +178,52 @@ class RingProducer(_Endpoint):
         self._head = head
         self._idx[_HEAD] = head
         return True
+
+    def try_put_many(self, records: Iterable[bytes | bytearray | memoryview]) -> int:
+        """Put records in order until one does not fit; how many went in. Head is published once.
+
+        Same rules as :meth:`try_put`; on a record over ``max_record_bytes`` the ones before it
+        are published, then ValueError is raised.
+        """
+        cap = self._cap
+        maxp = self._max
+        u32 = self._u32
+        data = self._data
+        head = self._head
+        tail = self._tail
+        count = 0
+        try:
+            for record in records:
+                if type(record) is memoryview and (record.format != "B" or record.ndim != 1):
+                    record = record.cast("B")
+                n = len(record)
+                if n > maxp:
+                    raise ValueError(f"record of {n} bytes exceeds max_record_bytes={maxp}")
+                frame = (n + 11) & ~7
+                pos = head % cap
+                room = cap - pos
+                need = frame if frame <= room else room + frame
+                if cap - (head - tail) < need:
+                    tail = self._tail = self._idx[_TAIL]
+                    if cap - (head - tail) < need:
+                        if frame > room and cap - (head - tail) >= room:
+                            u32[pos >> 2] = WRAP
+                            head += room
+                        break
+                if frame > room:
+                    u32[pos >> 2] = WRAP
+                    head += room
+                    pos = 0
+                u32[pos >> 2] = n
+                start = pos + _LEN
+                data[start : start + n] = record
+                head += frame
+                count += 1
+        finally:
+            if head != self._head:
+                self._head = head
+                self._idx[_HEAD] = head
+        return count
 
 
 class RingConsumer(_Endpoint):
