@@ -29,7 +29,7 @@ from goraxfast.adapter import build_message
 from goraxfast.config import Config
 from goraxfast.core.health import HealthStatus
 from goraxfast.core.message import ExecutionMessage
-from goraxfast.errors import ConfigError, GoraxfastError, MessageError
+from goraxfast.errors import ConfigError, ConfigProblem, GoraxfastError, MessageError
 from goraxfast.metrics import MetricsCollector
 from goraxfast.publisher import Publisher, PublishResult
 from goraxfast.sqs import SQSClient, SyncSQSClient
@@ -222,6 +222,39 @@ def _stats(args: argparse.Namespace, config: Config) -> int:
     return asyncio.run(_stats_loop(args, config))
 
 
+# --- run ----------------------------------------------------------------------------------------
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--handler",
+        required=True,
+        metavar="MODULE:FUNCTION",
+        help="the handler to run on every message (the current directory is importable)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes (overrides WORKER_PROCESSES; default: CPU count)",
+    )
+
+
+def _run(args: argparse.Namespace, config: Config) -> int:
+    from goraxfast.engine import Engine
+
+    config.require_queue()
+    if args.workers is not None:
+        if args.workers < 1:
+            raise ConfigError([ConfigProblem("--workers", str(args.workers), "an integer >= 1")])
+        config = config.with_(worker_processes=args.workers)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as gunicorn does: the app's own modules resolve
+    logging.getLogger("goraxfast").setLevel(logging.INFO)
+    engine = Engine(config, args.handler)
+    return engine.run()
+
+
 # --- the table and main ----------------------------------------------------------------------
 
 
@@ -240,6 +273,9 @@ COMMANDS: dict[str, Command] = {
     ),
     "publish": Command("publish demo messages or a JSON-lines file", _publish, _publish_args),
     "stats": Command("queue depths, DLQ depth and health", _stats, _stats_args),
+    "run": Command(
+        "run the engine: drain the queue with a handler until SIGTERM/SIGINT", _run, _run_args
+    ),
 }
 
 

@@ -5,7 +5,7 @@ server when Python 3.13 is missing or LocalStack will not start, so the demo run
 with the project's venv. A LocalStack that was already running is used and left running; a
 server the demo started is stopped at the end. ``GORAXFAST_DEMO_SERVER=moto`` skips LocalStack.
 
-The steps are separate functions so the engine can be slotted in at :func:`run_workload`.
+Between publishing and the final metrics, :func:`run_workload` drains the queue with the engine.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 import sys
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -24,7 +25,10 @@ import boto3
 from goraxfast.cli import demo_messages, format_stats, publish_messages
 from goraxfast.config import Config
 from goraxfast.core.health import HealthStatus
+from goraxfast.core.message import ExecutionMessage
+from goraxfast.engine import Engine
 from goraxfast.errors import ConfigError, GoraxfastError
+from goraxfast.handler import DeliveryInfo, Reject
 from goraxfast.local import MotoServer
 from goraxfast.localstack import DEFAULT_PORT, LocalStack, LocalStackError, PythonMissingError
 from goraxfast.metrics import MetricsCollector
@@ -120,12 +124,49 @@ def publish_workload(
         raise GoraxfastError(f"{len(result.failed)} demo messages failed: {result.failed[:3]}")
 
 
-# ---------------------------------------------------------------------------------------------
-# HOOK: run the engine on the workload here (with a live progress line), then return; the queue
-# metrics shown next will then show the queue drained.
-# ---------------------------------------------------------------------------------------------
-def run_workload(config: Config) -> None:
-    say("(the engine is not wired into the demo yet: the messages stay on the queue)")
+def demo_handler(message: ExecutionMessage, info: DeliveryInfo) -> None:
+    """Stand-in work: ~1 ms of CPU; one execution in fifty is rejected, to show the DLQ path."""
+    deadline = time.perf_counter() + 0.001
+    while time.perf_counter() < deadline:
+        pass
+    if zlib.crc32(message.execution_id.encode()) % 50 == 0:
+        raise Reject(f"demo: workflow {message.workflow_id} v{message.workflow_version} is retired")
+
+
+def run_workload(config: Config, expected: int = DEMO_MESSAGES) -> None:
+    """Drain the demo queue with the engine, a live progress line, then its summary."""
+    asyncio.run(_drain(config, expected))
+
+
+async def _drain(config: Config, expected: int) -> None:
+    engine = Engine(config.with_(health_port=0, wait_time_s=1, poll_interval_s=0.1), demo_handler)
+    started = time.monotonic()
+    await engine.start()
+    say(
+        f"engine: {engine.workers} worker processes, up to {config.concurrent_workers} handlers "
+        f"at once, metrics on http://127.0.0.1:{engine.health_port}/metrics"
+    )
+    try:
+        last = started
+        done = 0
+        while done < expected and time.monotonic() - started < 120:
+            await asyncio.sleep(0.25)
+            stats = engine.stats()
+            done = stats.deleted
+            now = time.monotonic()
+            if now - last >= 0.5 or done >= expected:
+                last = now
+                rate = stats.handled / max(now - started, 1e-9)
+                print(
+                    f"\r  received {stats.received:5d}  handled {stats.handled:5d} ({rate:5.0f}/s)"
+                    f"  in flight {stats.in_flight:3d}  dead-lettered {stats.dead_lettered:3d}",
+                    end="",
+                    flush=True,
+                )
+        print(flush=True)
+    finally:
+        await engine.stop()
+    say(f"engine stopped after {time.monotonic() - started:.1f} s: {engine.stats().summary()}")
 
 
 async def _collect(config: Config) -> HealthStatus:

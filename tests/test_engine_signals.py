@@ -1,0 +1,138 @@
+"""``goraxfast run`` as operators run it: a real process, real SIGTERM/SIGINT, exit codes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from engine_support import publish, queue_counts, trace_lines
+
+TESTS = Path(__file__).parent
+
+
+def start_engine(
+    config, trace: Path, *, sleep_s: float = 1.0, grace_s: float = 20
+) -> subprocess.Popen[str]:  # type: ignore[no-untyped-def]
+    env = dict(os.environ)
+    env.update(
+        AWS_ENDPOINT=config.aws_endpoint,
+        AWS_REGION=config.aws_region,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_SQS_QUEUE_URL=config.queue_url,
+        AWS_SQS_DLQ_URL=config.dlq_url,
+        QUEUE_WAIT_TIME_SECONDS="1",
+        QUEUE_POLL_INTERVAL="0.05",
+        QUEUE_CONCURRENT_WORKERS="2",
+        QUEUE_PREFETCH="8",
+        WORKER_HEALTH_PORT="0",
+        WORKER_SHUTDOWN_GRACE_SECONDS=str(grace_s),
+        GORAXFAST_TEST_TRACE=str(trace),
+        GORAXFAST_TEST_SLEEP=str(sleep_s),
+        PYTHONPATH=str(TESTS),
+    )
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "goraxfast",
+            "run",
+            "--handler",
+            "cli_handlers:slow",
+            "--workers",
+            "2",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for_starts(
+    trace: Path, count: int, proc: subprocess.Popen[str], timeout_s: float = 30
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while sum(1 for line in trace_lines(trace) if line[0] == "start") < count:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"engine exited early:\n{proc.stdout.read() if proc.stdout else ''}"
+            )
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("handlers did not start")
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_drains_and_exits_0_releasing_unstarted_messages_at_once(
+    config, boto_sqs, tmp_path: Path, sig: signal.Signals
+) -> None:
+    trace = tmp_path / "trace"
+    publish(boto_sqs, config.queue_url, 10)
+    proc = start_engine(config, trace)
+    wait_for_starts(trace, 2, proc)
+    sent_at = time.monotonic()
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert time.monotonic() - sent_at < 20  # within the grace period
+    lines = trace_lines(trace)
+    started = {line[1] for line in lines if line[0] == "start"}
+    finished = {line[1] for line in lines if line[0] == "end"}
+    assert started == finished  # running handlers were allowed to finish
+    visible, in_flight = queue_counts(boto_sqs, config.queue_url)
+    assert (visible, in_flight) == (10 - len(finished), 0)  # not after the 30 s visibility timeout
+    assert "stopped: received=" in out
+
+
+@pytest.mark.slow
+def test_a_second_signal_forces_exit_and_deletes_nothing_unprocessed(
+    config, boto_sqs, tmp_path: Path
+) -> None:
+    trace = tmp_path / "trace"
+    publish(boto_sqs, config.queue_url, 4)
+    proc = start_engine(config, trace, sleep_s=60)
+    wait_for_starts(trace, 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)  # the first signal must have been seen before the second means "force"
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert "forcing exit" in out
+    assert not any(line[0] == "end" for line in trace_lines(trace))
+    visible, in_flight = queue_counts(boto_sqs, config.queue_url)
+    assert visible + in_flight == 4  # the two that ran come back through their visibility timeout
+
+
+def test_run_refuses_a_bad_environment_listing_every_problem(tmp_path: Path) -> None:
+    env = dict(
+        os.environ, QUEUE_MAX_MESSAGES="50", QUEUE_ENABLED="maybe", AWS_SQS_QUEUE_URL="http://x/q"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "goraxfast", "run", "--handler", "json:dumps"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "QUEUE_MAX_MESSAGES" in proc.stderr and "QUEUE_ENABLED" in proc.stderr
+
+
+def test_run_reports_a_handler_that_cannot_be_imported(config, tmp_path: Path) -> None:
+    env = dict(os.environ, AWS_SQS_QUEUE_URL=config.queue_url, AWS_ENDPOINT=config.aws_endpoint)
+    proc = subprocess.run(
+        [sys.executable, "-m", "goraxfast", "run", "--handler", "no_such_module:handle"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "cannot import handler module 'no_such_module'" in proc.stderr
