@@ -1,0 +1,30 @@
+"""The README is the contract: what it promises about settings and commands stays true."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from goraxfast.cli import COMMANDS
+from goraxfast.config import SETTINGS
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+
+
+def test_every_setting_the_config_reads_is_documented_in_the_readme() -> None:
+    missing = [s.env for s in SETTINGS if f"`{s.env}`" not in README]
+    assert missing == []
+
+
+def test_every_documented_variable_is_one_the_config_reads() -> None:
+    table = re.findall(r"^\| `([A-Z_]+)`", README, flags=re.MULTILINE)
+    known = {s.env for s in SETTINGS}
+    assert [name for name in table if name not in known] == []
+
+
+def test_every_cli_command_appears_in_the_readme() -> None:
+    assert [name for name in COMMANDS if f"goraxfast {name}" not in README] == []
+
+
+def test_the_readme_shows_the_two_setup_commands() -> None:
+    assert "make run" in README and "make test" in README
