@@ -136,3 +136,31 @@ def test_run_reports_a_handler_that_cannot_be_imported(config, tmp_path: Path) -
     )
     assert proc.returncode == 1
     assert "cannot import handler module 'no_such_module'" in proc.stderr
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purposes
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+def test_workers_leave_when_the_parent_is_killed(config, boto_sqs, tmp_path: Path) -> None:
+    trace = tmp_path / "trace"
+    publish(boto_sqs, config.queue_url, 4)
+    proc = start_engine(config, trace, sleep_s=0.2)
+    wait_for_starts(trace, 2, proc)
+    worker_pids = {int(line[2]) for line in trace_lines(trace)}
+    proc.kill()
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in worker_pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in worker_pids if _alive(pid)]
