@@ -250,13 +250,6 @@ def test_omission_rules(changes: dict[str, Any], key: str, written: bool) -> Non
     assert (key in keys_of(encode_message(valid(**changes)))) is written
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEVIATION message.py: omit_defaults=True also drops the required keys when they are "
-    "empty or 0 (execution_id, tenant_id, workflow_id, workflow_version, trigger_type); Go's "
-    "struct has no omitempty on them and always writes them - only trigger_data, retry_count "
-    "and correlation_id may be omitted (SPEC §1)",
-)
 def test_required_fields_are_always_written_even_when_empty() -> None:
     encoded = json.loads(encode_message(ExecutionMessage()))
 

@@ -72,11 +72,12 @@ class ExecutionMessage(msgspec.Struct, omit_defaults=True, kw_only=True):
     reported by :meth:`validate` with gorax's own texts rather than as a decode error.
     """
 
-    execution_id: str = ""
-    tenant_id: str = ""
-    workflow_id: str = ""
-    workflow_version: GoInt = 0
-    trigger_type: str = ""
+    # default_factory, not a plain default: omit_defaults never omits these, as Go never does
+    execution_id: str = msgspec.field(default_factory=str)
+    tenant_id: str = msgspec.field(default_factory=str)
+    workflow_id: str = msgspec.field(default_factory=str)
+    workflow_version: GoInt = msgspec.field(default_factory=int)
+    trigger_type: str = msgspec.field(default_factory=str)
     trigger_data: msgspec.Raw = _EMPTY_RAW
     enqueued_at: datetime = msgspec.field(default_factory=_zero_time)
     retry_count: GoInt = 0
