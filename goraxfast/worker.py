@@ -79,9 +79,31 @@ def _reset_inherited_state() -> None:
     asyncio.events._set_running_loop(None)
 
 
+_OUTCOME_COUNTER = {
+    Outcome.SUCCESS: C.SUCCEEDED,
+    Outcome.RETRY: C.RETRIED,
+    Outcome.REJECT: C.REJECTED,
+    Outcome.FAIL: C.FAILED,
+    Outcome.TIMEOUT: C.TIMED_OUT,
+    Outcome.CRASH: C.FAILED,
+    Outcome.RELEASED: C.RELEASED,
+}
+
+
 def _failure_reason(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     return text[:REASON_MAX_CHARS]
+
+
+def outcome_of(exc: BaseException | None) -> tuple[Outcome, float, str]:
+    """What a handler's ending means: (outcome, retry delay or -1, reason)."""
+    if exc is None:
+        return Outcome.SUCCESS, -1.0, ""
+    if isinstance(exc, Retry):
+        return Outcome.RETRY, exc.delay_s, exc.reason[:REASON_MAX_CHARS]
+    if isinstance(exc, Reject):
+        return Outcome.REJECT, -1.0, exc.reason[:REASON_MAX_CHARS]
+    return Outcome.FAIL, -1.0, _failure_reason(exc)
 
 
 class _WorkerBase:
@@ -119,18 +141,7 @@ class _WorkerBase:
         """Count the outcome and put the result on the up ring (waiting if the ring is full)."""
         c = self.counters
         outcome = result.outcome
-        if outcome == Outcome.SUCCESS:
-            c[C.SUCCEEDED] += 1
-        elif outcome == Outcome.RETRY:
-            c[C.RETRIED] += 1
-        elif outcome == Outcome.REJECT:
-            c[C.REJECTED] += 1
-        elif outcome == Outcome.FAIL:
-            c[C.FAILED] += 1
-        elif outcome == Outcome.TIMEOUT:
-            c[C.TIMED_OUT] += 1
-        elif outcome == Outcome.RELEASED:
-            c[C.RELEASED] += 1
+        c[_OUTCOME_COUNTER[Outcome(outcome)]] += 1
         if outcome != Outcome.RELEASED:
             c[C.HANDLER_NS_TOTAL] += result.duration_ns
             c[C.HIST_BASE + C.bucket_index(result.duration_ns)] += 1
@@ -180,20 +191,15 @@ class _SyncWorker(_WorkerBase):
         c[C.BUSY_SLOT] = d.slot
         c[C.BUSY_SINCE_NS] = start
         c[C.STARTED] += 1
-        delay = -1.0
-        reason = ""
+        failure: BaseException | None = None
         try:
             msg = decode_message(d.body, validate=False)
             self.bound.func(*call_args(self.bound, msg, self.info(d)))
-            outcome = Outcome.SUCCESS
-        except Retry as exc:
-            outcome, delay, reason = Outcome.RETRY, exc.delay_s, exc.reason
-        except Reject as exc:
-            outcome, reason = Outcome.REJECT, exc.reason[:REASON_MAX_CHARS]
-        except BaseException as exc:
-            outcome, reason = Outcome.FAIL, _failure_reason(exc)
+        except BaseException as exc:  # any ending of a handler is an outcome, SystemExit too
+            failure = exc
         finally:
             c[C.BUSY_SINCE_NS] = 0
+        outcome, delay, reason = outcome_of(failure)
         end = time.monotonic_ns()
         return Result(d.slot, int(outcome), delay, reason, end - start, time.time_ns() // 1_000_000)
 
@@ -242,26 +248,18 @@ class _AsyncWorker(_WorkerBase):
         c = self.counters
         start = time.monotonic_ns()
         c[C.STARTED] += 1
-        delay = -1.0
-        reason = ""
         deadline = asyncio.timeout(self.process_timeout_s)
+        failure: BaseException | None = None
         try:
             msg = decode_message(d.body, validate=False)
             async with deadline:
                 await self.bound.func(*call_args(self.bound, msg, self.info(d)))
-            outcome = Outcome.SUCCESS
-        except Retry as exc:
-            outcome, delay, reason = Outcome.RETRY, exc.delay_s, exc.reason
-        except Reject as exc:
-            outcome, reason = Outcome.REJECT, exc.reason[:REASON_MAX_CHARS]
-        except TimeoutError as exc:
-            if deadline.expired():
-                outcome = Outcome.TIMEOUT
-                reason = f"over QUEUE_PROCESS_TIMEOUT={self.process_timeout_s:g}s"
-            else:
-                outcome, reason = Outcome.FAIL, _failure_reason(exc)
         except Exception as exc:
-            outcome, reason = Outcome.FAIL, _failure_reason(exc)
+            failure = exc
+        outcome, delay, reason = outcome_of(failure)
+        if isinstance(failure, TimeoutError) and deadline.expired():
+            outcome = Outcome.TIMEOUT
+            reason = f"over QUEUE_PROCESS_TIMEOUT={self.process_timeout_s:g}s"
         end = time.monotonic_ns()
         self.record(
             Result(d.slot, int(outcome), delay, reason, end - start, time.time_ns() // 1_000_000)
