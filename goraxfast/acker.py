@@ -20,7 +20,7 @@ from typing import Any
 
 from goraxfast.core.acks import AckBatch, AckBatcher, AckEntry, AckKind
 from goraxfast.errors import SQSError
-from goraxfast.sqs import BatchFailure, BatchResult, DataPlane, SendEntry
+from goraxfast.sqs import BatchFailure, BatchResult, DataPlane, SendEntry, chunk_entries, entry_size
 
 log = logging.getLogger("goraxfast.acks")
 
@@ -49,9 +49,18 @@ class DeadLetter:
     message_id: str
     source_queue: str
 
-    def entry(self, entry_id: str) -> SendEntry:
+    def fitted_entry(self, entry_id: str, max_bytes: int) -> SendEntry:
+        """The entry, trimmed to fit: the body is sacred, our annotations are not."""
+        entry = self.entry(entry_id)
+        if entry_size(entry) <= max_bytes:
+            return entry
+        return self.entry(entry_id, reason_chars=200, keep_original_attributes=False)
+
+    def entry(
+        self, entry_id: str, *, reason_chars: int = 4000, keep_original_attributes: bool = True
+    ) -> SendEntry:
         ours = {
-            "goraxfast_dlq_reason": _string(self.reason[:4000] or "unknown"),
+            "goraxfast_dlq_reason": _string(self.reason[:reason_chars] or "unknown"),
             "goraxfast_receive_count": {
                 "DataType": "Number",
                 "StringValue": str(self.receive_count),
@@ -60,7 +69,7 @@ class DeadLetter:
             "goraxfast_source_queue": _string(self.source_queue),
         }
         kept: dict[str, dict[str, Any]] = {}
-        for name, value in self.attributes.items():
+        for name, value in self.attributes.items() if keep_original_attributes else ():
             if len(kept) + len(ours) >= SQS_MAX_ATTRIBUTES:
                 break
             if name not in ours:
@@ -106,7 +115,9 @@ class Acker:
         dlq_url: str,
         clock: Callable[[], float],
         on_dead_lettered: Callable[[AckEntry], None] | None = None,
+        max_message_bytes: int = 262_144,
     ) -> None:
+        self.max_message_bytes = max_message_bytes
         self.batcher = batcher
         self.dp = data_plane
         self.queue_url = queue_url
@@ -200,8 +211,17 @@ class Acker:
         letters = []
         for i, e in enumerate(entries):
             assert isinstance(e.payload, DeadLetter)
-            letters.append(e.payload.entry(str(i)))
-        return await self.dp.send_batch(self.dlq_url, letters)
+            letters.append(e.payload.fitted_entry(str(i), self.max_message_bytes))
+        # One call per size-bounded chunk: a large letter must not sink its neighbours with
+        # BatchRequestTooLong.
+        results = [
+            await self.dp.send_batch(self.dlq_url, chunk)
+            for chunk in chunk_entries(letters, self.max_message_bytes)
+        ]
+        return BatchResult(
+            tuple(i for r in results for i in r.successful),
+            tuple(f for r in results for f in r.failed),
+        )
 
     def _settle(self, batch: AckBatch, result: BatchResult) -> None:
         entries = batch.entries

@@ -30,7 +30,7 @@ from goraxfast.core.restarts import RestartPolicy, Verdict
 from goraxfast.core.retry import RetryPolicy
 from goraxfast.dispatch import ALL_SLOTS, Dispatcher, SeatState
 from goraxfast.engine_metrics import EngineStats, engine_families, snapshot
-from goraxfast.errors import EngineError
+from goraxfast.errors import EngineError, GoraxfastError
 from goraxfast.handler import Handler, bind_handler
 from goraxfast.http import HealthServer
 from goraxfast.metrics import MetricsCollector
@@ -255,6 +255,7 @@ class Engine:
             queue_url=cfg.queue_url,
             dlq_url=cfg.dlq_url,
             clock=clock,
+            max_message_bytes=await self._dlq_max_message_bytes(),
         )
         capacity = cfg.concurrent_workers + cfg.prefetch
         limiter: TenantLimiter[int] = TenantLimiter(
@@ -325,6 +326,18 @@ class Engine:
             len(self._pollers),
             cfg.queue_url,
         )
+
+    async def _dlq_max_message_bytes(self) -> int:
+        """The DLQ's own MaximumMessageSize, so that dead-letter batches are sized to it."""
+        default = 262_144
+        if self._client is None or not self.config.dlq_url:
+            return default
+        try:
+            attrs = await self._client.queue_attributes(self.config.dlq_url)
+        except GoraxfastError as exc:
+            log.warning("cannot read the DLQ's attributes (%s); assuming %d bytes", exc, default)
+            return default
+        return attrs.maximum_message_size or default
 
     def _poller_count(self) -> int:
         if self.config.pollers:

@@ -319,3 +319,32 @@ async def test_metrics_and_health_are_served_over_http(config: Config, boto_sqs)
         assert (await asyncio.to_thread(get, "/health/ready"))[0] == 200
         status, body = await asyncio.to_thread(get, "/health")
         assert status in (200, 503) and '"issues"' in body
+
+
+async def test_a_message_at_the_size_limit_is_dead_lettered_whole_with_a_trimmed_reason(
+    config: Config, boto_sqs
+) -> None:
+    boto_sqs.set_queue_attributes(
+        QueueUrl=config.dlq_url, Attributes={"MaximumMessageSize": "262144"}
+    )
+    from goraxfast.core.message import ExecutionMessage, encode_message
+
+    payload = b'{"blob":"' + b"x" * 261_000 + b'"}'
+    msg = ExecutionMessage.new(
+        tenant_id="t", workflow_id="w", workflow_version=1, trigger_type="big", trigger_data=payload
+    )
+    body = encode_message(msg).decode()
+    boto_sqs.send_message(QueueUrl=config.queue_url, MessageBody=body)
+    publish(boto_sqs, config.queue_url, 2)
+
+    def handler(m):
+        raise Reject("r" * 5000)  # kept to 1000 characters, then to 200 so that the body fits
+
+    async with Engine(engine_config(config), handler) as engine:
+        await wait_until(lambda: engine.stats().deleted >= 3, what="3 dead-lettered and deleted")
+        assert engine.acker is not None and engine.acker.max_message_bytes == 262_144
+    letters = drain_dlq(boto_sqs, config.dlq_url)
+    assert len(letters) == 3
+    (big,) = [m for m in letters if len(m["Body"]) > 100_000]
+    assert big["Body"] == body
+    assert big["MessageAttributes"]["goraxfast_dlq_reason"]["StringValue"] == "r" * 200
