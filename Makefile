@@ -37,3 +37,14 @@ localstack-stop: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .benchmarks
+
+## bench: micro benches + end-to-end contenders on LocalStack and fauxqs + scaling + publish (~15 min)
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m bench --all $(BENCH_ARGS)
+
+## profile: py-spy records the engine's parent and one worker during an end-to-end run
+profile: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m profiles.run $(PROFILE_ARGS)
+.PHONY: bench profile

@@ -1,0 +1,481 @@
+"""Turn raw runs into the results folder: ``results.json``, ``results.md`` and PNG plots.
+
+Medians over the successful runs of each contender (min-max shown beside them); latency
+percentiles over all latency samples of all runs pooled (a p99 of 60 samples per run would be
+the run's maximum); ratios to goraxfast's Engine on the same server with the same handler, so
+"x0.25" throughput means a quarter of goraxfast's and "x4.0" CPU means four times its CPU per
+message. A contender with no successful run stays in every table as "failed" with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.measure import median, percentile
+
+BASELINE = "goraxfast"
+PUBLISH_BASELINE = "async-batch"
+
+
+def machine() -> dict[str, Any]:
+    """The facts a reader needs to compare figures: CPU model, cores, memory, OS, Python."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        mem_kib = 0
+    return {
+        "cpu": model or platform.processor(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+# --- summaries -----------------------------------------------------------------------------
+
+
+def _key(run: dict[str, Any]) -> tuple[Any, ...]:
+    return (run["server"], run["contender"], run["workers"], run["handler"])
+
+
+def summarize(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (server, contender, workers, handler), in the order first seen."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(_key(run), []).append(run)
+    rows = []
+    for (server, contender, workers, handler), group in groups.items():
+        ok = [r for r in group if r["status"] == "ok"]
+        rates = [r["msgs_per_s"] for r in ok]
+        latencies = [x for r in ok for x in r.get("latency_ms", [])]
+        errors = [r["error"] for r in group if r["error"]]
+        rows.append(
+            {
+                "server": server,
+                "contender": contender,
+                "label": group[0]["label"],
+                "workers": workers,
+                "handler": handler,
+                "runs": len(group),
+                "runs_ok": len(ok),
+                "status": "ok" if ok else "failed",
+                "error": errors[0] if errors else "",
+                "msgs_per_s": median(rates),
+                "msgs_per_s_min": min(rates) if rates else math.nan,
+                "msgs_per_s_max": max(rates) if rates else math.nan,
+                "client_us_per_msg": median([r["client_us_per_msg"] for r in ok]),
+                "client_cores": median([r["client_cores"] for r in ok]),
+                "server_us_per_msg": median([r["server_us_per_msg"] for r in ok]),
+                "server_cores": median([r["server_cores"] for r in ok]),
+                "peak_rss_mb": median([r["peak_rss_mb"] for r in ok]),
+                "processes": max((r["processes"] for r in ok), default=0),
+                "duplicates": sum(r["duplicates"] for r in ok),
+                "latency_p50_ms": percentile(latencies, 50),
+                "latency_p99_ms": percentile(latencies, 99),
+                "latency_samples": len(latencies),
+            }
+        )
+    add_ratios(rows)
+    return rows
+
+
+def add_ratios(rows: list[dict[str, Any]], baseline: str = BASELINE) -> None:
+    """``x_throughput`` and ``x_cpu`` against the baseline row of the same server and handler."""
+    base = {
+        (r["server"], r["workers"], r["handler"]): r
+        for r in rows
+        if r["contender"] == baseline and r["status"] == "ok"
+    }
+    for row in rows:
+        ref = base.get((row["server"], row["workers"], row["handler"]))
+        row["x_throughput"] = _ratio(row["msgs_per_s"], ref["msgs_per_s"] if ref else math.nan)
+        row["x_cpu"] = _ratio(
+            row["client_us_per_msg"], ref["client_us_per_msg"] if ref else math.nan
+        )
+
+
+def _ratio(value: float, ref: float) -> float:
+    if math.isnan(value) or math.isnan(ref) or ref == 0:
+        return math.nan
+    return value / ref
+
+
+def summarize_publish(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((run["server"], run["mode"]), []).append(run)
+    rows = []
+    for (server, mode), group in groups.items():
+        ok = [r for r in group if r["status"] == "ok"]
+        rows.append(
+            {
+                "server": server,
+                "mode": mode,
+                "messages": group[0]["messages"],
+                "runs": len(group),
+                "runs_ok": len(ok),
+                "status": "ok" if ok else "failed",
+                "error": next((r["error"] for r in group if r["error"]), ""),
+                "msgs_per_s": median([r["msgs_per_s"] for r in ok]),
+                "client_us_per_msg": median([r["client_us_per_msg"] for r in ok]),
+                "server_us_per_msg": median([r["server_us_per_msg"] for r in ok]),
+            }
+        )
+    base = {r["server"]: r for r in rows if r["mode"] == PUBLISH_BASELINE and r["status"] == "ok"}
+    for row in rows:
+        ref = base.get(row["server"])
+        row["x_throughput"] = _ratio(row["msgs_per_s"], ref["msgs_per_s"] if ref else math.nan)
+        row["x_cpu"] = _ratio(
+            row["client_us_per_msg"], ref["client_us_per_msg"] if ref else math.nan
+        )
+    return rows
+
+
+def summarize_micro(doc: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """pytest-benchmark's JSON reduced to name, group, mean and ratio to the group's fastest."""
+    if not doc:
+        return []
+    rows = [
+        {
+            "group": b.get("group") or b["fullname"].split("::")[0].rsplit("/", 1)[-1],
+            "name": b["name"],
+            "mean_us": b["stats"]["mean"] * 1e6,
+            "ops": b["stats"]["ops"],
+            "rounds": b["stats"]["rounds"],
+        }
+        for b in doc.get("benchmarks", [])
+    ]
+    fastest: dict[str, float] = {}
+    for r in rows:
+        fastest[r["group"]] = min(fastest.get(r["group"], math.inf), r["mean_us"])
+    for r in rows:
+        r["x_fastest"] = r["mean_us"] / fastest[r["group"]]
+    return rows
+
+
+# --- Markdown ------------------------------------------------------------------------------
+
+
+def _f(value: float, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def _x(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"×{value:.2f}"
+
+
+def e2e_table(rows: Iterable[dict[str, Any]]) -> str:
+    out = [
+        "| contender | msgs/s (min–max) | × goraxfast | client CPU µs/msg | × goraxfast "
+        "| client cores | server CPU µs/msg | server cores | latency p50 / p99 ms "
+        "| peak RSS MB (procs) | runs ok |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["status"] != "ok":
+            reason = r["error"].splitlines()[0][:120] if r["error"] else "no successful run"
+            out.append(f"| {r['label']} | **failed**: {reason} | | | | | | | | | 0/{r['runs']} |")
+            continue
+        out.append(
+            f"| {r['label']} | {_f(r['msgs_per_s'])} ({_f(r['msgs_per_s_min'])}–"
+            f"{_f(r['msgs_per_s_max'])}) | {_x(r['x_throughput'])} | {_f(r['client_us_per_msg'])} "
+            f"| {_x(r['x_cpu'])} | {_f(r['client_cores'], 2)} | {_f(r['server_us_per_msg'])} "
+            f"| {_f(r['server_cores'], 2)} | {_f(r['latency_p50_ms'], 1)} / "
+            f"{_f(r['latency_p99_ms'], 1)} | {_f(r['peak_rss_mb'])} ({r['processes']}) "
+            f"| {r['runs_ok']}/{r['runs']} |"
+        )
+    return "\n".join(out)
+
+
+def scaling_table(rows: Sequence[dict[str, Any]]) -> str:
+    contenders = list(dict.fromkeys(r["contender"] for r in rows))
+    labels = {r["contender"]: r["label"] for r in rows}
+    workers = sorted({r["workers"] for r in rows})
+    by = {(r["contender"], r["workers"]): r for r in rows}
+    head = (
+        "| workers | " + " | ".join(f"{labels[c]} msgs/s (client cores)" for c in contenders) + " |"
+    )
+    out = [head, "|---" * (len(contenders) + 1) + "|"]
+    for w in workers:
+        cells = []
+        for c in contenders:
+            r = by.get((c, w))
+            if r is None:
+                cells.append("")
+            elif r["status"] != "ok":
+                cells.append("failed")
+            else:
+                cells.append(f"{_f(r['msgs_per_s'])} ({_f(r['client_cores'], 2)})")
+        out.append(f"| {w} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def publish_table(rows: Iterable[dict[str, Any]], modes: dict[str, str]) -> str:
+    out = [
+        "| mode | msgs/s | × goraxfast async-batch | client CPU µs/msg | server CPU µs/msg | runs ok |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["status"] != "ok":
+            out.append(
+                f"| {modes.get(r['mode'], r['mode'])} | **failed**: {r['error'][:120]} | | | | 0/{r['runs']} |"
+            )
+            continue
+        out.append(
+            f"| {modes.get(r['mode'], r['mode'])} | {_f(r['msgs_per_s'])} | {_x(r['x_throughput'])} "
+            f"| {_f(r['client_us_per_msg'])} | {_f(r['server_us_per_msg'])} | {r['runs_ok']}/{r['runs']} |"
+        )
+    return "\n".join(out)
+
+
+def micro_table(rows: Sequence[dict[str, Any]]) -> str:
+    out = ["| group | benchmark | mean µs | ops/s | × fastest in group |", "|---|---|---|---|---|"]
+    for r in rows:
+        out.append(
+            f"| {r['group']} | {r['name']} | {_f(r['mean_us'], 2)} | {_f(r['ops'])} | {_x(r['x_fastest'])} |"
+        )
+    return "\n".join(out)
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    m = doc["meta"]
+    mach = m["machine"]
+    lines = [
+        f"# goraxfast bench — {mach['date']}",
+        "",
+        f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['memory_gib']} GiB, Linux "
+        f"{mach['kernel']}, Python {mach['python']}. Command: `{m['command']}`.",
+        "",
+        f"End-to-end: each contender drains a fresh queue pre-filled with {m['warmup']} warm-up "
+        f"+ {m['messages']} measured messages (the same gorax ExecutionMessages for all; Celery "
+        "and dramatiq get them in their own envelope), handler "
+        f"`{m['handler']}`, {m['workers']} worker processes where the contender has workers; "
+        f"median of {m['runs']} runs. The window closes when every message is handled *and* "
+        "the queue is empty (deletes included). CPU is whole process trees from /proc; "
+        '"cores" = CPU seconds per wall second (≈1.0 on one process means CPU-bound). '
+        f"Latency: {m['latency_messages']} messages per run published one at a time at "
+        f"{m['latency_rate']:g}/s into the idle consumer, publish→handled, includes the "
+        "harness's own send call (~2 ms), all runs pooled.",
+        "",
+    ]
+    for server in doc["servers"]:
+        name = server["name"]
+        lines.append(f"## {name}: {server.get('describe', {}).get('server', name)}")
+        lines.append("")
+        if server.get("error"):
+            lines += [f"**Not run**: {server['error']}", ""]
+            continue
+        lines.append(f"Server: `{json.dumps(server.get('describe', {}))}`")
+        lines.append("")
+        rows = [r for r in doc["e2e_summary"] if r["server"] == name]
+        if rows:
+            lines += [e2e_table(rows), ""]
+        scaling = [r for r in doc["scaling_summary"] if r["server"] == name]
+        if scaling:
+            lines += [
+                f"### CPU-bound scaling on {name}: handler `{scaling[0]['handler']}`, "
+                f"{m['scaling_messages']} messages, median of {m['scaling_runs']} runs",
+                "",
+                scaling_table(scaling),
+                "",
+            ]
+        pub = [r for r in doc["publish_summary"] if r["server"] == name]
+        if pub:
+            lines += [
+                f"### Publishing {pub[0]['messages']} messages on {name} (median of "
+                f"{m['publish_runs']} runs)",
+                "",
+                publish_table(pub, doc.get("publish_modes", {})),
+                "",
+            ]
+    if doc.get("micro_summary"):
+        lines += [
+            "## Micro benchmarks (pytest-benchmark)",
+            "",
+            micro_table(doc["micro_summary"]),
+            "",
+        ]
+    lines += ["## Contender settings", ""]
+    for name, settings in doc.get("settings", {}).items():
+        lines.append(f"- **{name}**: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+    failures = [r for r in doc["e2e"] + doc["scaling"] if r["status"] != "ok"]
+    if failures:
+        lines += ["", "## Failed runs", ""]
+        for r in failures:
+            lines.append(f"- {r['server']} / {r['contender']} run {r['run']}: {r['error'][:600]}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+# --- plots ---------------------------------------------------------------------------------
+
+
+def plots(doc: dict[str, Any], out_dir: Path) -> list[Path]:
+    """PNG files; none (and a note in the log) when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plots (pip install -e '.[bench]')", file=sys.stderr)
+        return []
+    written: list[Path] = []
+    servers = [s["name"] for s in doc["servers"] if not s.get("error")]
+    rows = doc["e2e_summary"]
+    if rows and servers:
+        fig, axes = plt.subplots(
+            len(servers),
+            2,
+            figsize=(13, 1.2 + 0.5 * len(rows) / len(servers) * len(servers) + 1.5),
+            squeeze=False,
+        )
+        for i, server in enumerate(servers):
+            mine = [r for r in rows if r["server"] == server][::-1]
+            labels = [r["label"] for r in mine]
+            ax = axes[i][0]
+            rates = [0 if r["status"] != "ok" else r["msgs_per_s"] for r in mine]
+            err = [
+                [0 if r["status"] != "ok" else r["msgs_per_s"] - r["msgs_per_s_min"] for r in mine],
+                [0 if r["status"] != "ok" else r["msgs_per_s_max"] - r["msgs_per_s"] for r in mine],
+            ]
+            colors = [
+                "#d62728" if r["contender"].startswith("goraxfast") else "#1f77b4" for r in mine
+            ]
+            ax.barh(labels, rates, xerr=err, color=colors, capsize=3)
+            for y, r in enumerate(mine):
+                text = "failed" if r["status"] != "ok" else f"{r['msgs_per_s']:,.0f}"
+                ax.text(
+                    max(rates) * 0.01 if r["status"] != "ok" else r["msgs_per_s"],
+                    y,
+                    " " + text,
+                    va="center",
+                    fontsize=8,
+                )
+            ax.set_title(f"{server}: throughput (msgs/s, median, min–max)", fontsize=10)
+            ax.set_xlim(0, max([*rates, 1]) * 1.25)
+            ax2 = axes[i][1]
+            client = [0 if r["status"] != "ok" else r["client_us_per_msg"] for r in mine]
+            serv = [
+                0
+                if r["status"] != "ok" or math.isnan(r["server_us_per_msg"])
+                else r["server_us_per_msg"]
+                for r in mine
+            ]
+            ax2.barh(labels, client, color="#ff7f0e", label="client (contender)")
+            ax2.barh(labels, serv, left=client, color="#7f7f7f", label="server")
+            ax2.set_title(f"{server}: CPU µs per message (client + server)", fontsize=10)
+            ax2.legend(fontsize=8, loc="lower right")
+            ax2.tick_params(axis="y", labelleft=False)
+        fig.tight_layout()
+        path = out_dir / "throughput.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    scaling = doc["scaling_summary"]
+    if scaling:
+        scale_servers = list(dict.fromkeys(r["server"] for r in scaling))
+        fig, axes = plt.subplots(
+            1, len(scale_servers), figsize=(6.5 * len(scale_servers), 4.5), squeeze=False
+        )
+        for ax, server in zip(axes[0], scale_servers, strict=True):
+            mine = [r for r in scaling if r["server"] == server]
+            for contender in dict.fromkeys(r["contender"] for r in mine):
+                pts = sorted(
+                    (r["workers"], r["msgs_per_s"])
+                    for r in mine
+                    if r["contender"] == contender and r["status"] == "ok"
+                )
+                label = next(r["label"] for r in mine if r["contender"] == contender)
+                if pts:
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+            handler = mine[0]["handler"]
+            ms = float(handler.split(":")[1]) if ":" in handler else 0
+            if ms:
+                cores = doc["meta"]["machine"]["cores"] or 1
+                ws = sorted({r["workers"] for r in mine})
+                ax.plot(
+                    ws,
+                    [min(w, cores) * 1000 / ms for w in ws],
+                    "k--",
+                    lw=1,
+                    label=f"handler limit: min(workers, {cores} cores) × 1000/{ms:g}",
+                )
+            ax.set_xlabel("worker processes")
+            ax.set_ylabel("msgs/s")
+            ax.set_title(f"{server}: CPU-bound scaling, handler {handler}", fontsize=10)
+            ax.set_ylim(bottom=0)
+            ax.set_xticks(sorted({r["workers"] for r in mine}))
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out_dir / "scaling.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    pub = doc["publish_summary"]
+    if pub:
+        pub_servers = list(dict.fromkeys(r["server"] for r in pub))
+        fig, ax = plt.subplots(figsize=(8, 3.5))
+        modes = list(dict.fromkeys(r["mode"] for r in pub))
+        width = 0.8 / len(pub_servers)
+        for i, server in enumerate(pub_servers):
+            vals = [
+                next(
+                    (
+                        r["msgs_per_s"]
+                        for r in pub
+                        if r["server"] == server and r["mode"] == m and r["status"] == "ok"
+                    ),
+                    0,
+                )
+                for m in modes
+            ]
+            xs = [j + i * width for j in range(len(modes))]
+            ax.bar(xs, vals, width, label=server)
+            for x, v in zip(xs, vals, strict=True):
+                ax.text(x, v, f"{v:,.0f}", ha="center", va="bottom", fontsize=8)
+        ax.set_xticks([j + width * (len(pub_servers) - 1) / 2 for j in range(len(modes))], modes)
+        ax.set_ylabel("msgs/s")
+        ax.set_title(
+            "publishing: one send_message per message vs goraxfast's batch publishers", fontsize=10
+        )
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out_dir / "publish.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write(doc: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    """Write JSON, Markdown and plots; returns their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc["e2e_summary"] = summarize(doc["e2e"])
+    doc["scaling_summary"] = summarize(doc["scaling"])
+    doc["publish_summary"] = summarize_publish(doc["publish"])
+    doc["micro_summary"] = summarize_micro(doc.get("micro"))
+    paths = {"json": out_dir / "results.json", "markdown": out_dir / "results.md"}
+    paths["json"].write_text(json.dumps(doc, indent=1, default=str, allow_nan=True))
+    paths["markdown"].write_text(markdown(doc))
+    for p in plots(doc, out_dir):
+        paths[p.stem] = p
+    return paths

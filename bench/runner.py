@@ -1,0 +1,354 @@
+"""One measured run of one contender: fresh queue, pre-fill, warm-up, measured drain, latency.
+
+The sequence, and why:
+1. A fresh queue per run, pre-filled with ``warmup + messages`` (the contender is not running
+   yet, so pre-filling costs it nothing and every contender meets the same full queue).
+2. The contender starts; the first ``warmup`` messages it handles are not measured (imports,
+   forks, connection set-up, first-call caches).
+3. The window opens when the warm-up count is reached and closes when every message has been
+   handled *and* the queue reports zero messages left, so deletes count: a consumer that
+   handles fast but acknowledges late is not flattered. CPU of the contender's process tree and
+   of the server's is read from /proc at both ends.
+4. Then the latency phase: the harness publishes ``latency_messages`` one at a time at a steady
+   rate far below every contender's capacity and measures publish -> handled. (In the drain,
+   "latency" would only measure how long a message waited in a pre-filled queue.)
+5. SIGTERM (goraxfast and Celery drain gracefully), then the process group is killed.
+A contender that exits, stalls or leaves messages behind yields a failed result with the reason
+and the tail of its log; it is never dropped from the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import measure
+from bench.contenders import Contender, LaunchContext
+from bench.recorder import count_records, read_records
+from bench.servers import BenchServer
+from bench.workload import BenchQueue, bodies, boto_client, messages, publish_gorax, run_tag
+
+ROOT = Path(__file__).resolve().parent.parent
+POLL_S = 0.002
+DEPTH_POLL_S = 0.02
+MIN_RATE = 5.0  # msg/s: slower than this and a run is called stalled
+START_TIMEOUT_S = 90.0
+DRAIN_TIMEOUT_S = 20.0  # for the queue to report empty after the last message was handled
+LATENCY_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    messages: int
+    warmup: int
+    handler: str
+    workers: int
+    latency_messages: int = 60
+    latency_rate: float = 50.0
+
+
+@dataclass
+class RunResult:
+    contender: str
+    label: str
+    server: str
+    run: int
+    workers: int
+    handler: str
+    status: str = "ok"
+    error: str = ""
+    messages: int = 0
+    seconds: float = math.nan
+    msgs_per_s: float = math.nan
+    client_cpu_s: float = math.nan
+    client_us_per_msg: float = math.nan
+    client_cores: float = math.nan
+    server_cpu_s: float = math.nan
+    server_us_per_msg: float = math.nan
+    server_cores: float = math.nan
+    peak_rss_mb: float = math.nan
+    processes: int = 0
+    duplicates: int = 0
+    latency_ms: list[float] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RunFailed(Exception):
+    """Why a run could not be measured; becomes the result's ``error``."""
+
+
+@dataclass
+class Harness:
+    """What every run of a suite shares: the server, paths, interpreters, progress hook."""
+
+    server: BenchServer
+    work_dir: Path
+    python: str
+    peers_python: str = ""
+    on_progress: Callable[[str], None] = lambda _text: None
+    client: Any = None
+    _trickle: list[tuple[str, dict[str, Any]]] = field(default_factory=list, init=False)
+    _first_trickle_seq: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        if self.client is None:
+            self.client = boto_client(self.server.endpoint)
+
+    # --- bodies ----------------------------------------------------------------------------
+
+    def wrap(self, contender: Contender, payloads: Sequence[str], ctx: LaunchContext) -> list[str]:
+        """Bodies in the contender's envelope (Celery's / dramatiq's made by their own code)."""
+        if contender.body_format == "gorax":
+            return list(payloads)
+        if not self.peers_python:
+            raise RunFailed("the peers' venv (Celery, dramatiq) is not available")
+        done = subprocess.run(
+            [self.peers_python, "-m", "bench.contenders.peer_bodies", contender.body_format],
+            input="".join(p + "\n" for p in payloads),
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=self._env(ctx),
+        )
+        if done.returncode != 0:
+            raise RunFailed(f"wrapping bodies for {contender.name} failed: {done.stderr[-800:]}")
+        return done.stdout.splitlines()
+
+    def _env(self, ctx: LaunchContext) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(ctx.env())
+        env["PYTHONPATH"] = str(ROOT)
+        env.pop("VIRTUAL_ENV", None)
+        return env
+
+    # --- one run ---------------------------------------------------------------------------
+
+    def run(self, contender: Contender, plan: RunPlan, run_index: int) -> RunResult:
+        result = RunResult(
+            contender.name,
+            contender.label,
+            self.server.name,
+            run_index,
+            plan.workers,
+            plan.handler,
+        )
+        tag = run_tag()
+        queue = BenchQueue(self.client, f"bench-{contender.name}-{tag}")
+        records = self.work_dir / f"records-{contender.name}-{tag}.bin"
+        log_path = self.work_dir / f"{contender.name}-{self.server.name}-run{run_index}.log"
+        proc: subprocess.Popen[bytes] | None = None
+        try:
+            queue.create()
+            ctx = LaunchContext(
+                endpoint=self.server.endpoint,
+                queue_url=queue.url,
+                queue_name=queue.name,
+                records=str(records),
+                handler=plan.handler,
+                workers=plan.workers,
+                python=self.python,
+                peers_python=self.peers_python,
+            )
+            proc = self._prefill_and_launch(contender, plan, ctx, queue, records, log_path)
+            self._measure(proc, plan, queue, records, result)
+            self._latency(proc, plan, queue, records, result)
+        except RunFailed as exc:
+            result.status = "failed"
+            result.error = str(exc)
+            if proc is not None:
+                result.error += _log_tail(log_path)
+        except Exception as exc:  # a bench bug or a server error: still a reported failure
+            result.status = "failed"
+            result.error = f"{type(exc).__name__}: {exc}"
+            if proc is not None:
+                result.error += _log_tail(log_path)
+        finally:
+            if proc is not None:
+                _stop(proc)
+            queue.delete()
+            with contextlib.suppress(OSError):
+                records.unlink()
+        return result
+
+    def _prefill_and_launch(
+        self,
+        contender: Contender,
+        plan: RunPlan,
+        ctx: LaunchContext,
+        queue: BenchQueue,
+        records: Path,
+        log_path: Path,
+    ) -> subprocess.Popen[bytes]:
+        total = plan.warmup + plan.messages
+        msgs = messages(total + plan.latency_messages, ctx.queue_name.rsplit("-", 1)[1])
+        self.on_progress(f"{contender.name}: pre-filling {total}")
+        if contender.body_format == "gorax":
+            publish_gorax(self.server.endpoint, queue.url, msgs[:total])
+            self._trickle = [
+                (b, m.message_attributes())
+                for b, m in zip(bodies(msgs[total:]), msgs[total:], strict=True)
+            ]
+        else:
+            wrapped = self.wrap(contender, bodies(msgs), ctx)
+            queue.send_raw(wrapped[:total])
+            self._trickle = [(b, {}) for b in wrapped[total:]]
+        self._first_trickle_seq = total
+        records.touch()
+        self.on_progress(f"{contender.name}: starting")
+        with log_path.open("wb") as log:
+            return subprocess.Popen(
+                contender.argv(ctx),
+                cwd=ROOT,
+                env=self._env(ctx),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def _wait_count(
+        self, proc: subprocess.Popen[bytes], records: Path, want: int, timeout_s: float, what: str
+    ) -> None:
+        deadline = time.monotonic() + timeout_s
+        while count_records(str(records)) < want:
+            if proc.poll() is not None:
+                raise RunFailed(f"exited with code {proc.returncode} during {what}")
+            if time.monotonic() > deadline:
+                got = count_records(str(records))
+                raise RunFailed(
+                    f"stalled during {what}: {got} of {want} handled in {timeout_s:.0f} s"
+                )
+            time.sleep(POLL_S)
+
+    def _measure(
+        self,
+        proc: subprocess.Popen[bytes],
+        plan: RunPlan,
+        queue: BenchQueue,
+        records: Path,
+        result: RunResult,
+    ) -> None:
+        total = plan.warmup + plan.messages
+        self.on_progress(f"{result.contender}: warm-up")
+        self._wait_count(
+            proc, records, plan.warmup, START_TIMEOUT_S + plan.warmup / MIN_RATE, "warm-up"
+        )
+        server_pids = self.server.pids()
+        stats0 = measure.read_all_stats()
+        t0 = time.monotonic()
+        cpu0 = measure.tree_ticks([proc.pid], stats0)
+        srv0 = measure.tree_ticks(server_pids, stats0) if server_pids else None
+        self.on_progress(f"{result.contender}: measuring {plan.messages}")
+        timeout = 30.0 + plan.messages / MIN_RATE
+        deadline = time.monotonic() + timeout
+        while True:
+            self._wait_count(
+                proc, records, total, max(0.1, deadline - time.monotonic()), "the drain"
+            )
+            seqs = {seq for seq, _ in read_records(str(records))}
+            if len(seqs) >= total:
+                break
+            if time.monotonic() > deadline:
+                raise RunFailed(f"only {len(seqs)} distinct of {total} messages handled")
+            time.sleep(POLL_S)
+        drain_deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while (left := queue.depth()) > 0:
+            if time.monotonic() > drain_deadline:
+                raise RunFailed(
+                    f"{left} messages still in the queue {DRAIN_TIMEOUT_S:.0f} s after the last was handled"
+                )
+            time.sleep(DEPTH_POLL_S)
+        t1 = time.monotonic()
+        stats1 = measure.read_all_stats()
+        pids = sorted({p for r in [proc.pid] for p in measure.descendants(r, stats1)})
+        window = measure.Window(
+            seconds=t1 - t0,
+            messages=plan.messages,
+            client_cpu_s=(measure.tree_ticks([proc.pid], stats1) - cpu0)
+            / measure.CLOCK_TICKS_PER_S,
+            server_cpu_s=(measure.tree_ticks(server_pids, stats1) - srv0)
+            / measure.CLOCK_TICKS_PER_S
+            if srv0 is not None
+            else None,
+        )
+        all_records = read_records(str(records))
+        result.messages = plan.messages
+        result.seconds = window.seconds
+        result.msgs_per_s = window.msgs_per_s
+        result.client_cpu_s = window.client_cpu_s
+        result.client_us_per_msg = window.client_us_per_msg
+        result.client_cores = window.client_cores
+        if window.server_cpu_s is not None:
+            result.server_cpu_s = window.server_cpu_s
+            result.server_us_per_msg = window.server_us_per_msg
+            result.server_cores = window.server_cores
+        result.peak_rss_mb = measure.peak_rss_bytes(pids) / 1e6
+        result.processes = len(pids)
+        result.duplicates = len(all_records) - len({s for s, _ in all_records})
+
+    def _latency(
+        self,
+        proc: subprocess.Popen[bytes],
+        plan: RunPlan,
+        queue: BenchQueue,
+        records: Path,
+        result: RunResult,
+    ) -> None:
+        if plan.latency_messages <= 0:
+            return
+        self.on_progress(f"{result.contender}: latency")
+        published: dict[int, int] = {}
+        first = self._first_trickle_seq
+        start = time.monotonic()
+        for i, (body, attrs) in enumerate(self._trickle):
+            delay = start + i / plan.latency_rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            published[first + i] = time.time_ns()
+            queue.send_one(body, attrs)
+        deadline = time.monotonic() + LATENCY_TIMEOUT_S
+        want = set(published)
+        while True:
+            handled = {s: t for s, t in read_records(str(records)) if s in want}
+            if len(handled) == len(want) or time.monotonic() > deadline or proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        result.latency_ms = [(handled[s] - published[s]) / 1e6 for s in sorted(handled)]
+        if len(handled) < len(want):
+            result.error = f"latency phase: {len(want) - len(handled)} of {len(want)} not handled"
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the contender (graceful drain where it has one), then kill its whole group."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=15)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+
+
+def _log_tail(path: Path, lines: int = 12) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return ("\n  log: " + "\n  ".join(text[-lines:])) if text else ""

@@ -1,0 +1,276 @@
+"""The whole bench in one go: micro benches, then per server the end-to-end contenders, the
+CPU-bound scaling run and the publish run; then the report.
+
+Each server is started, used for everything that runs on it, and stopped before the next one
+starts, so two servers never compete for the two cores. Within a server, the order of the
+contenders rotates from run to run, so slow drift of the machine (caches, the server's own
+garbage) does not always hit the same contender.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import peers, report
+from bench.contenders import CONTENDERS, SCALING_ORDER, LaunchContext
+from bench.publish import MODES, publish_once
+from bench.runner import Harness, RunPlan, RunResult
+from bench.servers import BenchServer, External, ServerError, make_server
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def fast_data_plane_available() -> bool:
+    """goraxfast-fast runs only once goraxfast/dataplane.py (another developer's work) exists."""
+    return importlib.util.find_spec("goraxfast.dataplane") is not None
+
+
+@dataclass
+class Progress:
+    """A tqdm bar when tqdm is installed, plain lines otherwise (both on stderr)."""
+
+    total: int
+    _bar: Any = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        try:
+            import tqdm
+
+            tqdm.tqdm.monitor_interval = 0  # no monitor thread: it would add CPU to publish runs
+            self._bar = tqdm.tqdm(total=self.total, unit="run", dynamic_ncols=True, file=sys.stderr)
+        except ImportError:
+            self._bar = None
+
+    def status(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(text[:70], refresh=True)
+
+    def done(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.write(text)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def describe_result(r: RunResult) -> str:
+    if not r.ok:
+        return (
+            f"  {r.server:<10} {r.contender:<15} run {r.run}: FAILED {r.error.splitlines()[0][:90]}"
+        )
+    return (
+        f"  {r.server:<10} {r.contender:<15} w={r.workers} run {r.run}: {r.msgs_per_s:8,.0f} msg/s "
+        f"client {r.client_us_per_msg:6,.0f} µs/msg ({r.client_cores:.2f} cores) "
+        f"server {r.server_us_per_msg:6,.0f} µs/msg ({r.server_cores:.2f} cores)"
+    )
+
+
+def run_micro(out_dir: Path) -> dict[str, Any] | None:
+    """pytest-benchmark over bench/ (ours and the ring bench); its JSON is kept."""
+    path = out_dir / "micro.json"
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(ROOT / "bench"),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--benchmark-enable",
+        "--benchmark-max-time=0.5",
+        f"--benchmark-json={path}",
+    ]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(
+            f"micro benches failed (exit {done.returncode}):\n{done.stdout[-3000:]}",
+            file=sys.stderr,
+        )
+    import json
+
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def main(args: argparse.Namespace) -> int:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(args.out) if args.out else RESULTS / stamp
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = out_dir / "work"
+    contenders = [c for c in args.contenders.split(",") if c]
+    unknown = [c for c in contenders if c not in CONTENDERS]
+    if unknown:
+        print(f"unknown contenders: {unknown}; known: {', '.join(CONTENDERS)}", file=sys.stderr)
+        return 2
+    if "goraxfast-fast" in contenders and not fast_data_plane_available():
+        print("goraxfast/dataplane.py not present yet: skipping goraxfast-fast", file=sys.stderr)
+        contenders.remove("goraxfast-fast")
+    servers: list[BenchServer] = (
+        [External(args.endpoint, pid=args.server_pid)]
+        if args.endpoint
+        else [make_server(n) for n in args.servers.split(",") if n]
+    )
+    scaling_servers = set(args.scaling_servers.split(",")) if args.scaling else set()
+    if args.endpoint and args.scaling:
+        scaling_servers = {"endpoint"}
+    doc: dict[str, Any] = {
+        "meta": {
+            "machine": report.machine(),
+            "command": " ".join(["python -m bench", *sys.argv[1:]]),
+            "messages": args.messages,
+            "warmup": args.warmup,
+            "handler": args.handler,
+            "workers": args.workers,
+            "runs": args.runs,
+            "latency_messages": args.latency_messages,
+            "latency_rate": args.latency_rate,
+            "scaling_messages": args.scaling_messages,
+            "scaling_runs": args.scaling_runs,
+            "scaling_handler": args.scaling_handler,
+            "publish_runs": args.publish_runs,
+        },
+        "servers": [],
+        "e2e": [],
+        "scaling": [],
+        "publish": [],
+        "micro": None,
+        "settings": {},
+        "publish_modes": MODES,
+    }
+    peers_python = ""
+    if any(CONTENDERS[c].peer for c in contenders):
+        try:
+            peers_python = peers.ensure()
+            doc["meta"]["peer_versions"] = peers.versions(peers_python)
+        except peers.PeersUnavailable as exc:
+            print(
+                f"Celery/dramatiq unavailable, they will be reported as failed: {exc}",
+                file=sys.stderr,
+            )
+    scaling_workers = [int(w) for w in args.scaling_workers.split(",") if w]
+    per_server = len(contenders) * args.runs
+    total = (
+        len(servers) * per_server
+        + len(scaling_servers) * len(scaling_workers) * len(SCALING_ORDER) * args.scaling_runs
+    )
+    total += len(servers) * len(MODES) * args.publish_runs if args.publish else 0
+    if args.micro:
+        print("micro benchmarks (pytest-benchmark) ...", file=sys.stderr, flush=True)
+        doc["micro"] = run_micro(out_dir)
+    progress = Progress(total)
+    dummy = LaunchContext("", "", "", "", args.handler, args.workers, "", "")
+    for name in contenders:
+        doc["settings"][CONTENDERS[name].label] = CONTENDERS[name].settings(dummy)
+    try:
+        for server in servers:
+            entry: dict[str, Any] = {"name": server.name}
+            doc["servers"].append(entry)
+            try:
+                t0 = time.monotonic()
+                server.start()
+                entry["start_s"] = round(time.monotonic() - t0, 2)
+            except (ServerError, Exception) as exc:
+                entry["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                progress.done(
+                    f"{server.name}: could not start ({entry['error']}); continuing without it"
+                )
+                _fail_all(doc, server.name, contenders, args, entry["error"])
+                progress_skip = per_server + (
+                    len(scaling_workers) * len(SCALING_ORDER) * args.scaling_runs
+                    if server.name in scaling_servers
+                    else 0
+                )
+                for _ in range(
+                    progress_skip + (len(MODES) * args.publish_runs if args.publish else 0)
+                ):
+                    progress.done(f"  {server.name}: skipped")
+                continue
+            try:
+                entry["describe"] = server.describe()
+                harness = Harness(
+                    server,
+                    work_dir,
+                    sys.executable,
+                    peers_python,
+                    on_progress=lambda t, s=server.name: progress.status(f"{s}: {t}"),
+                )
+                plan = RunPlan(
+                    args.messages,
+                    args.warmup,
+                    args.handler,
+                    args.workers,
+                    args.latency_messages,
+                    args.latency_rate,
+                )
+                for run in range(args.runs):
+                    k = run % len(contenders)
+                    for name in contenders[k:] + contenders[:k]:
+                        result = harness.run(CONTENDERS[name], plan, run)
+                        doc["e2e"].append(result.as_dict())
+                        progress.done(describe_result(result))
+                if server.name in scaling_servers:
+                    for name in SCALING_ORDER:
+                        doc["settings"][CONTENDERS[name].label + " (scaling)"] = CONTENDERS[
+                            name
+                        ].settings(dummy)
+                    for run in range(args.scaling_runs):
+                        for workers in scaling_workers:
+                            splan = RunPlan(
+                                args.scaling_messages,
+                                max(20, args.scaling_messages // 10),
+                                args.scaling_handler,
+                                workers,
+                                0,
+                            )
+                            for name in SCALING_ORDER:
+                                result = harness.run(CONTENDERS[name], splan, run)
+                                doc["scaling"].append(result.as_dict())
+                                progress.done(describe_result(result))
+                if args.publish:
+                    for run in range(args.publish_runs):
+                        for mode in MODES:
+                            progress.status(f"{server.name}: publish {mode}")
+                            pub = publish_once(server, mode, args.publish_messages, run)
+                            doc["publish"].append(pub.as_dict())
+                            progress.done(
+                                f"  {server.name:<10} publish {mode:<14} run {run}: "
+                                + (
+                                    f"{pub.msgs_per_s:8,.0f} msg/s, client {pub.client_us_per_msg:,.0f} µs/msg"
+                                    if pub.status == "ok"
+                                    else f"FAILED {pub.error[:90]}"
+                                )
+                            )
+            finally:
+                server.stop()
+    finally:
+        progress.close()
+        paths = report.write(doc, out_dir)
+        print(f"\nresults in {out_dir}:", file=sys.stderr)
+        for kind, path in paths.items():
+            print(f"  {kind:<10} {path}", file=sys.stderr)
+    print(Path(paths["markdown"]).read_text())
+    return 0
+
+
+def _fail_all(
+    doc: dict[str, Any], server: str, contenders: list[str], args: argparse.Namespace, why: str
+) -> None:
+    """A server that cannot start: its contenders are reported failed, not silently absent."""
+    for name in contenders:
+        r = RunResult(name, CONTENDERS[name].label, server, 0, args.workers, args.handler)
+        r.status, r.error = "failed", f"server {server} did not start: {why}"
+        r.msgs_per_s = math.nan
+        doc["e2e"].append(r.as_dict())

@@ -1,0 +1,63 @@
+"""A tiny end-to-end bench on the test suite's moto server: every piece runs and reports.
+
+Not a performance test: moto is slow with depth, so a few hundred messages in all, and no
+figure is compared with a threshold. It checks the bench's contract instead: one row per
+contender, each run measured (positive rates and CPU, the server's CPU seen), latency samples
+collected, and the Markdown table written with ratios to goraxfast.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from bench.__main__ import parse_args
+from bench.suite import main as run_suite
+from goraxfast.local import MotoServer
+
+CONTENDERS = ("goraxfast", "naive-boto3", "aio-batch", "ceiling")
+
+
+@pytest.mark.slow
+def test_tiny_bench_on_moto_reports_every_contender(moto_server: MotoServer, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert moto_server._proc is not None
+    args = parse_args(
+        [
+            "--endpoint",
+            moto_server.endpoint,
+            "--server-pid",
+            str(moto_server._proc.pid),
+            "--contenders",
+            ",".join(CONTENDERS),
+            "--messages",
+            "40",
+            "--warmup",
+            "10",
+            "--runs",
+            "1",
+            "--latency-messages",
+            "5",
+            "--latency-rate",
+            "20",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert run_suite(args) == 0
+    doc = json.loads((tmp_path / "results.json").read_text())
+    rows = {r["contender"]: r for r in doc["e2e_summary"]}
+    assert set(rows) == set(CONTENDERS)
+    for name, row in rows.items():
+        assert row["status"] == "ok", f"{name}: {row['error']}"
+        assert row["msgs_per_s"] > 0
+        assert row["client_us_per_msg"] > 0
+        assert not math.isnan(row["server_us_per_msg"])
+        assert row["latency_samples"] == 5
+        assert row["duplicates"] == 0
+    assert rows["goraxfast"]["x_throughput"] == 1.0
+    table = (tmp_path / "results.md").read_text()
+    for row in doc["e2e_summary"]:
+        assert row["label"] in table
+    assert "× goraxfast" in table
