@@ -179,7 +179,7 @@ class Harness:
                 result.error += _log_tail(log_path)
         finally:
             if proc is not None:
-                _stop(proc)
+                stop_contender(proc)
             queue.delete()
             with contextlib.suppress(OSError):
                 records.unlink()
@@ -333,7 +333,7 @@ class Harness:
             result.error = f"latency phase: {len(want) - len(handled)} of {len(want)} not handled"
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_contender(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM the contender (graceful drain where it has one), then kill its whole group."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):

@@ -240,3 +240,63 @@ class TestSummaries:
 
         (row,) = summarize([run_row("other")])
         assert math.isnan(row["x_throughput"]) and math.isnan(row["x_cpu"])
+
+
+class TestFlameStacks:
+    """profiles/flame.py: what `make profile` ranks, from py-spy's collapsed stacks."""
+
+    RAW = (
+        "<module> (run.py:1);poll (goraxfast/poller.py:80);parse (botocore/parsers.py:10) 60\n"
+        "<module> (run.py:1);poll (goraxfast/poller.py:80);send (botocore/http.py:5) 20\n"
+        "<module> (run.py:1);ack (goraxfast/acker.py:9);parse (botocore/parsers.py:10) 20\n"
+        "garbage line\n"
+    )
+
+    def test_collapsed_lines_become_stacks_with_counts(self) -> None:
+        from profiles.flame import parse_collapsed
+
+        stacks = parse_collapsed(self.RAW)
+        assert sum(stacks.values()) == 100
+        assert (
+            stacks[
+                (
+                    "<module> (run.py:1)",
+                    "ack (goraxfast/acker.py:9)",
+                    "parse (botocore/parsers.py:10)",
+                )
+            ]
+            == 20
+        )
+
+    def test_self_time_groups_the_top_frame_across_callers(self) -> None:
+        from profiles.flame import parse_collapsed, top_self
+
+        (first, second) = top_self(parse_collapsed(self.RAW), n=2)
+        assert (first.frame, first.samples, first.share) == ("parse (botocore/parsers.py)", 80, 0.8)
+        assert (second.frame, second.share) == ("send (botocore/http.py)", 0.2)
+
+    def test_inclusive_time_counts_every_frame_on_the_stack_and_skips_noise(self) -> None:
+        from profiles.flame import parse_collapsed, top_inclusive
+
+        costs = {
+            c.frame: c.share
+            for c in top_inclusive(parse_collapsed(self.RAW), n=10, skip=["<module>"])
+        }
+        assert costs == {
+            "parse (botocore/parsers.py)": 0.8,
+            "poll (goraxfast/poller.py)": 0.8,
+            "ack (goraxfast/acker.py)": 0.2,
+            "send (botocore/http.py)": 0.2,
+        }
+
+    def test_flame_graph_and_speedscope_files_are_well_formed(self) -> None:
+        import json
+        import xml.etree.ElementTree as ET
+
+        from profiles.flame import dump_speedscope, parse_collapsed, svg
+
+        stacks = parse_collapsed(self.RAW)
+        root = ET.fromstring(svg(stacks, "t & <test>"))
+        assert len(root.findall("{http://www.w3.org/2000/svg}g")) == 7  # all, <module>, poll, parse, send, ack, parse
+        doc = json.loads(dump_speedscope(stacks, "t"))
+        assert sum(doc["profiles"][0]["weights"]) == 100
