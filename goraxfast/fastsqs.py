@@ -154,23 +154,23 @@ encode = msgspec.json.Encoder().encode
 decode_receive = msgspec.json.Decoder(ReceiveResponse).decode
 decode_batch = msgspec.json.Decoder(BatchResponse).decode
 decode_send = msgspec.json.Decoder(SendResponse).decode
-_ATTRIBUTE_FIELDS = WireAttribute.__struct_fields__
+_BYTES = (bytes,)
 
 
 def received(m: WireMessage) -> ReceivedMessage:
     """As :func:`goraxfast.sqs._received` does with botocore's parse (a test holds them equal)."""
     attrs = m.Attributes
     return ReceivedMessage(
-        message_id=m.MessageId,
-        receipt_handle=m.ReceiptHandle,
-        body=m.Body.encode(),
-        receive_count=int(attrs.get("ApproximateReceiveCount", 0)),
-        first_received_ms=int(attrs.get("ApproximateFirstReceiveTimestamp", 0)),
-        sent_ms=int(attrs.get("SentTimestamp", 0)),
-        message_attributes={
-            name: {f: v for f in _ATTRIBUTE_FIELDS if (v := getattr(value, f)) is not UNSET}
-            for name, value in m.MessageAttributes.items()
-        },
+        m.MessageId,
+        m.ReceiptHandle,
+        m.Body.encode(),
+        int(attrs.get("ApproximateReceiveCount", 0)),
+        int(attrs.get("ApproximateFirstReceiveTimestamp", 0)),
+        int(attrs.get("SentTimestamp", 0)),
+        # Structs to dicts in C, leaving out the members SQS did not send (as botocore does)
+        msgspec.to_builtins(m.MessageAttributes, builtin_types=_BYTES)
+        if m.MessageAttributes
+        else {},
     )
 
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -42,6 +42,11 @@ UNSIGNED_HEADERS = frozenset(
     }
 )
 _MAX_CACHED_KEYS = 16
+_MAX_CACHED_TEMPLATES = 64
+# Headers the signer sets itself: any the caller passed are dropped first, as botocore does (it
+# replaces a caller's X-Amz-Security-Token only when the credentials carry a token).
+_REPLACED = frozenset({"authorization", "x-amz-date"})
+_REPLACED_WITH_TOKEN = _REPLACED | {"x-amz-security-token"}
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # RFC 3986 unreserved characters plus "/", the set botocore keeps as is in a canonical path.
 _PATH_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~/")
@@ -70,7 +75,7 @@ def derive_signing_key(secret_key: str, date: str, region: str, service: str) ->
     """The four chained HMACs of SigV4: the expensive part that the cache below avoids."""
     key = ("AWS4" + secret_key).encode()
     for part in (date, region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        key = hmac.digest(key, part.encode(), "sha256")
     return key
 
 
@@ -115,27 +120,69 @@ def canonical_query(query: str) -> str:
     return "&".join(f"{k}={v}" for k, v in sorted(pairs))
 
 
-def canonical_headers(headers: Iterable[tuple[str, str]]) -> tuple[str, str]:
-    """(canonical header block, signed header list) of the headers that are signed."""
+def canonical_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Signed headers by lowercase name, values trimmed; repeated names joined with commas."""
     grouped: dict[str, list[str]] = {}
     for name, value in headers:
         lname = name.lower()
         if lname not in UNSIGNED_HEADERS:
             grouped.setdefault(lname, []).append(" ".join(value.split()))
-    names = sorted(grouped)
-    block = "".join(f"{n}:{','.join(grouped[n])}\n" for n in names)
-    return block, ";".join(names)
+    return {name: ",".join(values) for name, values in grouped.items()}
+
+
+class _Template(NamedTuple):
+    """A canonical request with holes for the date and the token, for one request shape."""
+
+    before_date: str  # method, path, query and the headers sorting before x-amz-date
+    after_date: str  # up to the token's value (when there is a token), else to the payload hash
+    after_token: str  # up to the payload hash (token only)
+    signed_names: str
+    payload: str | None  # a caller's X-Amz-Content-SHA256, else None: hash the body
+
+
+def _template(
+    method: str, host: str, path: str, query: str, headers: tuple[tuple[str, str], ...], token: bool
+) -> _Template:
+    replaced = _REPLACED_WITH_TOKEN if token else _REPLACED
+    kept = [(n, v) for n, v in headers if n.lower() not in replaced]
+    names = {n.lower() for n, _ in kept}
+    if "date" in names:
+        raise ValueError("a Date header is not supported: X-Amz-Date carries the time")
+    payload = next((v for n, v in kept if n.lower() == "x-amz-content-sha256"), None)
+    signed = canonical_headers(kept)
+    signed.setdefault("host", host)
+    signed["x-amz-date"] = ""
+    if token:
+        signed["x-amz-security-token"] = ""
+    order = sorted(signed)
+    pieces, text = [], f"{method.upper()}\n{canonical_path(path)}\n{canonical_query(query)}\n"
+    for name in order:
+        text += f"{name}:{signed[name]}"
+        if name == "x-amz-date" or (token and name == "x-amz-security-token"):
+            pieces.append(text)
+            text = ""
+        text += "\n"
+    signed_names = ";".join(order)
+    text += f"\n{signed_names}\n"
+    pieces += [text, ""] if len(pieces) == 1 else [text]
+    return _Template(pieces[0], pieces[1], pieces[2], signed_names, payload)
 
 
 class SigV4Signer:
-    """Signs requests for one (region, service); caches signing keys per secret and date."""
+    """Signs requests for one (region, service).
 
-    __slots__ = ("_keys", "region", "service")
+    Two caches make a signature cheap: the signing key per (secret, date), and the canonical
+    request's fixed text per request shape (method, host, path, query, headers, token or not),
+    so a call only hashes its body and fills in its time and token.
+    """
+
+    __slots__ = ("_keys", "_templates", "region", "service")
 
     def __init__(self, region: str, service: str) -> None:
         self.region = region
         self.service = service
         self._keys: dict[tuple[str, str], bytes] = {}
+        self._templates: dict[tuple[object, ...], _Template] = {}
 
     def signing_key(self, secret_key: str, date: str) -> bytes:
         """The key for ``date`` (``YYYYMMDD``), derived at most once per secret and day."""
@@ -155,7 +202,7 @@ class SigV4Signer:
         host: str,
         path: str,
         query: str,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+        headers: Iterable[tuple[str, str]],
         body: bytes,
         now: datetime,
     ) -> dict[str, str]:
@@ -163,38 +210,35 @@ class SigV4Signer:
 
         ``host`` is the canonical host (see :func:`canonical_host`); a ``Host`` entry in
         ``headers`` wins over it, as in botocore. The request must not carry a ``Date`` header
-        (botocore would sign that instead of ``X-Amz-Date``), nor the headers this adds.
+        (botocore would sign that instead of ``X-Amz-Date``); headers this adds are replaced.
         """
+        token = credentials.token
+        shape = (method, host, path, query, tuple(headers), bool(token))
+        template = self._templates.get(shape)
+        if template is None:
+            if len(self._templates) >= _MAX_CACHED_TEMPLATES:
+                self._templates.clear()
+            template = self._templates[shape] = _template(*shape)
         stamp = amz_date(now)
         date = stamp[:8]
-        token = credentials.token
-        pairs = list(headers.items() if isinstance(headers, Mapping) else headers)
-        replaced = {"authorization", "x-amz-date"} | ({"x-amz-security-token"} if token else set())
-        signed = [(n, v) for n, v in pairs if n.lower() not in replaced]
-        names = {n.lower() for n, _ in signed}
-        if "date" in names:
-            raise ValueError("a Date header is not supported: X-Amz-Date carries the time")
-        if "host" not in names:
-            signed.append(("host", host))
+        payload = template.payload
+        if payload is None:
+            payload = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
         added = {"X-Amz-Date": stamp}
         if token:
             added["X-Amz-Security-Token"] = token
-        signed.extend(added.items())
-        payload = next(
-            (v for n, v in pairs if n.lower() == "x-amz-content-sha256"),
-            hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256,
-        )
-        block, signed_names = canonical_headers(signed)
-        request = "\n".join(
-            (method.upper(), canonical_path(path), canonical_query(query), block, signed_names)
-        )
-        request += "\n" + payload
+            request = (
+                f"{template.before_date}{stamp}{template.after_date}"
+                f"{' '.join(token.split())}{template.after_token}{payload}"
+            )
+        else:
+            request = f"{template.before_date}{stamp}{template.after_date}{payload}"
         scope = f"{date}/{self.region}/{self.service}/aws4_request"
         to_sign = f"{ALGORITHM}\n{stamp}\n{scope}\n{hashlib.sha256(request.encode()).hexdigest()}"
         key = self.signing_key(credentials.secret_key, date)
-        signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+        signature = hmac.digest(key, to_sign.encode(), "sha256").hex()
         added["Authorization"] = (
             f"{ALGORITHM} Credential={credentials.access_key}/{scope}, "
-            f"SignedHeaders={signed_names}, Signature={signature}"
+            f"SignedHeaders={template.signed_names}, Signature={signature}"
         )
         return added
