@@ -28,6 +28,7 @@ from goraxfast.core.leases import LeaseBook
 from goraxfast.core.limiter import TenantLimiter
 from goraxfast.core.restarts import RestartPolicy, Verdict
 from goraxfast.core.retry import RetryPolicy
+from goraxfast.dataplane import ClosableDataPlane, open_data_plane
 from goraxfast.dispatch import ALL_SLOTS, Dispatcher, SeatState
 from goraxfast.engine_metrics import EngineStats, engine_families, snapshot
 from goraxfast.errors import EngineError, GoraxfastError
@@ -96,6 +97,7 @@ class Engine:
         self._seat_states: list[SeatState] = []
         self._zygote: Zygote | None = None
         self._client: SQSClient | None = None
+        self._owned_dp: ClosableDataPlane | None = None
         self._dp: DataPlane | None = None
         self._restarts = RestartPolicy()
         self._retired = C.WorkerTotals.zero()
@@ -243,11 +245,17 @@ class Engine:
         self._stopped = asyncio.Event()
         self._all_exited = asyncio.Event()
         self._force = asyncio.Event()
-        if self._data_plane is None:
-            self._client = await SQSClient(cfg).start()
-            self._dp = self._client
+        if self._data_plane is not None:
+            self._dp = self._data_plane  # injected (tests, custom transports): not ours to close
         else:
-            self._dp = self._data_plane
+            # The control plane (queue attributes for metrics and the DLQ size) stays on
+            # aiobotocore; the hot calls go to the client GORAXFAST_SQS_CLIENT names.
+            self._client = await SQSClient(cfg).start()
+            if cfg.sqs_client == "botocore":
+                self._dp = self._client
+            else:
+                self._owned_dp = await open_data_plane(cfg)
+                self._dp = self._owned_dp
         clock = time.monotonic
         self.acker = Acker(
             AckBatcher(max_batch=10, max_age_s=cfg.ack_flush_ms / 1000.0),
@@ -543,6 +551,8 @@ class Engine:
             await self.http.stop()
         if self.metrics is not None:
             await self.metrics.stop()
+        if self._owned_dp is not None:
+            await self._owned_dp.close()
         if self._client is not None:
             await self._client.close()
         for shared in self._seats:
