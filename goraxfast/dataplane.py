@@ -1,4 +1,4 @@
-"""Opening the engine's data plane: which client, where it sends, and as whom it signs.
+"""Opening the engine's data plane, and the botocore policies the fast one follows.
 
 ``GORAXFAST_SQS_CLIENT`` (``Config.sqs_client``) picks the client: ``botocore`` is
 :class:`goraxfast.sqs.SQSClient` (aiobotocore), ``fast`` is
@@ -6,22 +6,36 @@
 ``close()``; the control plane (queue attributes, creating queues) stays on aiobotocore/boto3
 whichever is chosen.
 
-The fast client gets its endpoint and credentials here, from the same facts botocore would use:
-``AWS_ENDPOINT`` or the regional endpoint, and static keys from the Config or else botocore's
-own provider chain (environment, profiles, SSO, IMDS/ECS roles), never a chain of our own.
+What is policy rather than speed lives here, taken from botocore so the two clients cannot
+drift apart (``fastsqs`` keeps the mechanism: wire format, signing, HTTP):
+
+- where: ``AWS_ENDPOINT``, else the regional endpoint;
+- as whom: static keys from the Config, else botocore's own provider chain (environment,
+  profiles, SSO, IMDS/ECS roles), never a chain of our own; refreshable credentials are
+  refreshed by botocore, in a thread so the event loop keeps serving;
+- errors: the JSON error shape parsed as botocore's parser does (``__type``, ``message``, the
+  ``x-amzn-query-error`` header) into a botocore ``ClientError``, which
+  :func:`goraxfast.sqs.wrap_error` maps to our typed errors exactly as for the botocore client;
+- retries, botocore's standard mode: 3 attempts, backoff ``rand * min(2 ** (n - 1), 20)`` s, a
+  retry quota of 500 (5 per retry, 10 per timeout, refilled by 1 per first-try success),
+  retrying throttling and transient codes, HTTP 500/502/503/504 and transport errors.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+import http.client
+import json
+from typing import Any, Protocol
 
 import botocore.session
 from botocore.credentials import Credentials, ReadOnlyCredentials
-from botocore.exceptions import NoCredentialsError
+from botocore.exceptions import ClientError, NoCredentialsError
+from botocore.retries.standard import ThrottledRetryableChecker, TransientRetryableChecker
 
 from goraxfast.config import Config
-from goraxfast.sqs import DataPlane
+from goraxfast.fasthttp import Response
+from goraxfast.sqs import RETRYABLE_CODES, DataPlane
 
 
 class ClosableDataPlane(DataPlane, Protocol):
@@ -101,3 +115,71 @@ async def resolve_credentials(config: Config) -> Credentials | None:
     session = botocore.session.get_session()
     creds: Credentials | None = await asyncio.to_thread(session.get_credentials)
     return creds
+
+
+#: Whole-call retry triggers: botocore standard mode's codes, plus SQS's own retryable ones.
+RETRY_CODES = (
+    frozenset(
+        TransientRetryableChecker._TRANSIENT_ERROR_CODES
+        + ThrottledRetryableChecker._THROTTLED_ERROR_CODES
+    )
+    | RETRYABLE_CODES
+)
+RETRY_STATUSES = frozenset(TransientRetryableChecker._TRANSIENT_STATUS_CODES)
+
+
+class RetryQuota:
+    """botocore's standard-mode retry budget: retries spend it, first-try successes refill it."""
+
+    INITIAL = 500
+    RETRY_COST = 5
+    TIMEOUT_COST = 10
+    SUCCESS_REFILL = 1
+
+    def __init__(self, capacity: int = INITIAL) -> None:
+        self.capacity = self.available = capacity
+
+    def acquire(self, amount: int) -> bool:
+        if amount > self.available:
+            return False
+        self.available -= amount
+        return True
+
+    def release(self, amount: int) -> None:
+        self.available = min(self.capacity, self.available + amount)
+
+
+def backoff_delay_s(attempt: int, rand: float, base_s: float = 1.0, cap_s: float = 20.0) -> float:
+    """botocore standard mode: full jitter, ``rand * min(base * 2 ** (attempt - 1), cap)``."""
+    return rand * min(base_s * 2.0 ** (attempt - 1), cap_s)
+
+
+def client_error(resp: Response, operation: str) -> ClientError:
+    """The ClientError botocore's JSON parser would build from this error response."""
+    body = resp.body.strip()
+    error: dict[str, str] = {"Message": "", "Code": ""}
+    if resp.status >= 500 and (not body or body.startswith(b"<html>")):
+        error = {"Code": str(resp.status), "Message": http.client.responses.get(resp.status, "")}
+    else:
+        parsed: Any = {}
+        if resp.body:  # json, as botocore: errors are rare and its quirks are the contract here
+            text = resp.body.decode("utf-8", "replace")
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = {"message": text}
+            if not isinstance(parsed, dict):
+                parsed = {"message": text}
+        error["Message"] = parsed.get("message", parsed.get("Message", ""))
+        code = parsed.get("__type", str(resp.status))
+        if code is not None:
+            code = str(code).split(":", 1)[0].rsplit("#", 1)[-1]
+            query = resp.headers.get("x-amzn-query-error")
+            parts = query.split(";") if query is not None else []
+            if len(parts) == 2 and parts[0]:
+                error["QueryErrorCode"], error["Type"], code = code, parts[1], parts[0]
+            error["Code"] = code
+    meta = {"HTTPStatusCode": resp.status, "HTTPHeaders": resp.headers}
+    if "x-amzn-requestid" in resp.headers:
+        meta["RequestId"] = resp.headers["x-amzn-requestid"]
+    return ClientError({"Error": error, "ResponseMetadata": meta}, operation)

@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from goraxfast.config import Config
-from goraxfast.dataplane import open_data_plane
+from goraxfast.dataplane import RetryQuota, backoff_delay_s, client_error, open_data_plane
 from goraxfast.errors import (
     ConfigError,
     QueueDoesNotExistError,
@@ -31,16 +31,7 @@ from goraxfast.errors import (
     SQSError,
 )
 from goraxfast.fasthttp import Response
-from goraxfast.fastsqs import (
-    FastSQSClient,
-    RetryQuota,
-    backoff_delay_s,
-    batch_result,
-    client_error,
-    decode_batch,
-    decode_receive,
-    received,
-)
+from goraxfast.fastsqs import FastSQSClient, batch_result, decode_batch, decode_receive, received
 from goraxfast.local import free_port
 from goraxfast.sqs import SendEntry, SQSClient, _batch_result, _received
 
