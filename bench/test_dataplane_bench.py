@@ -142,7 +142,8 @@ class Runner:
 
     def __init__(self, kind: str, endpoint: str, operation: str) -> None:
         self.loop = uvloop.new_event_loop()
-        self.client = self.loop.run_until_complete(make_client(kind, endpoint).start())
+        self.client = make_client(kind, endpoint)
+        self.loop.run_until_complete(self.client.start())
         self.call = OPERATIONS[operation]
         self.round()  # connect and warm up outside the measurement
 
@@ -211,7 +212,8 @@ def test_http_layer_cpu_per_round_of_posts(benchmark: Any, endpoint: str, layer:
         if layer == "aiohttp":
             async with session.post(endpoint + "/", data=body, headers=headers) as resp:
                 return bytes(await resp.read())
-        return (await session.request("POST", "/", headers, body, timeout_s=30)).body
+        answer: bytes = (await session.request("POST", "/", headers, body, timeout_s=30)).body
+        return answer
 
     async def calls() -> bytes:
         for _ in range(CALLS):

@@ -13,6 +13,7 @@ import ipaddress
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import cast
 
 import pytest
 import uvloop
@@ -96,7 +97,7 @@ def answering(*answers: bytes) -> Handler:
 def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
     """Every scenario on both loops: the engine runs on uvloop, whose transports differ."""
     if request.param == "uvloop":
-        return uvloop.EventLoopPolicy()
+        return cast(asyncio.AbstractEventLoopPolicy, uvloop.EventLoopPolicy())
     return asyncio.DefaultEventLoopPolicy()
 
 
