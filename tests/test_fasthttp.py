@@ -260,7 +260,10 @@ async def test_server_closing_an_idle_connection_costs_nothing(pools: list[HTTPP
     async with Server(handler) as server:
         pools.append(pool := HTTPPool(server.origin))
         await get(pool)
-        await asyncio.sleep(0.05)
+        for _ in range(500):  # until the client has seen the hang-up
+            if all(conn.closed for conn in pool._idle):
+                break
+            await asyncio.sleep(0.01)
         assert await get(pool, replay_safe=False) == (200, b"ok")
     assert server.connections == 2
 
