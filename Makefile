@@ -39,12 +39,14 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .benchmarks
 
 ## bench: micro benches + end-to-end contenders on LocalStack and fauxqs + scaling + publish (~15 min)
-bench: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[bench]'
+bench: $(STAMP) bench-deps
 	$(PY) -m bench --all $(BENCH_ARGS)
 
 ## profile: py-spy records the engine's parent and one worker during an end-to-end run
-profile: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[bench]'
+profile: $(STAMP) bench-deps
 	$(PY) -m profiles.run $(PROFILE_ARGS)
-.PHONY: bench profile
+
+bench-deps: $(STAMP)
+	@$(PY) -c 'import matplotlib, tqdm' 2>/dev/null && test -x $(VENV)/bin/py-spy \
+		|| $(PY) -m pip install --quiet -e '.[bench]'
+.PHONY: bench profile bench-deps

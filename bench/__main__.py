@@ -32,7 +32,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--servers", default="localstack,fauxqs", help="servers to start (localstack, fauxqs, moto)"
     )
     e2e = p.add_argument_group("end-to-end")
-    e2e.add_argument("--messages", type=int, default=3000, help="measured messages per run")
+    e2e.add_argument(
+        "--messages",
+        default="localstack=3000,fauxqs=10000,3000",
+        help="measured messages per run: N, or per server as name=N,...,N (last: any other). "
+        "fauxqs gets more because fast contenders drain 3000 in a few tenths of a second",
+    )
     e2e.add_argument("--warmup", type=int, default=300, help="messages handled before measuring")
     e2e.add_argument("--handler", default="noop", help="noop | cpu:MS | sleep:MS")
     e2e.add_argument(
@@ -59,8 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     extra.add_argument("--scaling-servers", default="fauxqs", help="servers to run scaling on")
     extra.add_argument("--scaling-handler", default="cpu:5")
     extra.add_argument("--scaling-workers", default="1,2,3,4")
-    extra.add_argument("--scaling-messages", type=int, default=600)
-    extra.add_argument("--scaling-runs", type=int, default=2)
+    extra.add_argument("--scaling-messages", type=int, default=800)
+    extra.add_argument("--scaling-runs", type=int, default=3)
     extra.add_argument("--publish", action="store_true", help="batch publishers vs send_message")
     extra.add_argument("--publish-messages", type=int, default=1000)
     extra.add_argument("--publish-runs", type=int, default=2)
@@ -69,8 +74,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.all:
         args.micro = args.scaling = args.publish = True
     from bench.recorder import HandlerSpec
+    from bench.suite import message_counts
 
     try:
+        message_counts(args.messages)
         HandlerSpec.parse(args.handler)
         HandlerSpec.parse(args.scaling_handler)
     except ValueError as exc:

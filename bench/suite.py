@@ -79,6 +79,19 @@ def describe_result(r: RunResult) -> str:
     )
 
 
+def message_counts(text: str) -> dict[str, int]:
+    """``"3000"`` or ``"localstack=3000,fauxqs=10000,2000"`` -> per server; ``"*"`` the rest."""
+    counts: dict[str, int] = {}
+    for part in text.split(","):
+        name, sep, value = part.strip().rpartition("=")
+        n = int(value)
+        if n <= 0:
+            raise ValueError(f"message counts must be positive, got {part!r}")
+        counts[name if sep else "*"] = n
+    counts.setdefault("*", 3000)
+    return counts
+
+
 def run_micro(out_dir: Path) -> dict[str, Any] | None:
     """pytest-benchmark over bench/ (ours and the ring bench); its JSON is kept."""
     path = out_dir / "micro.json"
@@ -130,7 +143,7 @@ def main(args: argparse.Namespace) -> int:
         "meta": {
             "machine": report.machine(),
             "command": " ".join(["python -m bench", *sys.argv[1:]]),
-            "messages": args.messages,
+            "messages": message_counts(args.messages),
             "warmup": args.warmup,
             "handler": args.handler,
             "workers": args.workers,
@@ -160,6 +173,7 @@ def main(args: argparse.Namespace) -> int:
                 f"Celery/dramatiq unavailable, they will be reported as failed: {exc}",
                 file=sys.stderr,
             )
+    counts = message_counts(args.messages)
     scaling_workers = [int(w) for w in args.scaling_workers.split(",") if w]
     per_server = len(contenders) * args.runs
     total = (
@@ -208,7 +222,7 @@ def main(args: argparse.Namespace) -> int:
                     on_progress=lambda t, s=server.name: progress.status(f"{s}: {t}"),
                 )
                 plan = RunPlan(
-                    args.messages,
+                    counts.get(server.name, counts["*"]),
                     args.warmup,
                     args.handler,
                     args.workers,

@@ -60,10 +60,17 @@ def top_self(stacks: dict[tuple[str, ...], int], n: int = 5) -> list[Cost]:
 
 
 def top_inclusive(
-    stacks: dict[tuple[str, ...], int], n: int = 5, skip: Iterable[str] = ()
+    stacks: dict[tuple[str, ...], int],
+    n: int = 5,
+    skip: Iterable[str] = (),
+    max_share: float = 0.9,
 ) -> list[Cost]:
-    """Functions by the share of samples they appear in; ``skip`` drops frames that are in
-    nearly every sample (``<module>``, ``run``, the event loop) and say nothing."""
+    """Functions by the share of samples they appear in.
+
+    Entry points (``<module>``, ``Engine.run``, the event loop's ``run``, the worker's main
+    loop) are on nearly every stack and say nothing about where the work goes, so frames above
+    ``max_share`` and frames matching ``skip`` are left out.
+    """
     total = sum(stacks.values())
     skipped = set(skip)
     counts: Counter[str] = Counter()
@@ -71,6 +78,25 @@ def top_inclusive(
         for frame in {short(f) for f in stack}:
             if not any(s in frame for s in skipped):
                 counts[frame] += count
+    ranked = [(f, c) for f, c in counts.most_common() if c / max(total, 1) <= max_share]
+    return [Cost(f, c, c / total) for f, c in ranked[:n]] if total else []
+
+
+def package(frame: str) -> str:
+    """The package a (shortened) frame's code belongs to: ``botocore``, ``goraxfast``, ..."""
+    where = frame.rsplit(" (", 1)[-1].rstrip(")")
+    top = where.split("/", 1)[0]
+    if top.endswith(".py") or top.startswith("<"):
+        return "stdlib/" + top.removesuffix(".py") if top.endswith(".py") else top
+    return top
+
+
+def top_packages(stacks: dict[tuple[str, ...], int], n: int = 5) -> list[Cost]:
+    """Self time summed per package: which library the process's CPU is spent in."""
+    total = sum(stacks.values())
+    counts: Counter[str] = Counter()
+    for stack, count in stacks.items():
+        counts[package(short(stack[-1]))] += count
     return [Cost(f, c, c / total) for f, c in counts.most_common(n)] if total else []
 
 

@@ -4,7 +4,8 @@ The engine runs exactly as in the bench (:mod:`bench.contenders.engine`, a separ
 tree) on a server started here (fauxqs by default: it is cheap per request, so the profile
 shows the client's costs, not time spent waiting for the server). Once the warm-up is handled,
 py-spy attaches to the parent and to one worker at once (``--nonblocking``: it reads their
-memory without pausing them) for ``--duration`` seconds, while /proc gives each process's CPU
+memory without pausing them; ``--gil``: only samples that hold the GIL, so a worker
+blocked in ``poll`` is not counted as busy) for ``--duration`` seconds, while /proc gives each process's CPU
 over the same window, so a share of samples can be turned into µs of CPU per message.
 
 Writes ``profiles/out/<timestamp>/``: ``<proc>.raw.txt`` (collapsed stacks), ``<proc>.svg``
@@ -35,7 +36,21 @@ from profiles import flame
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "profiles" / "out"
 #: Frames present in (almost) every sample of a process: they rank first and say nothing.
-NOISE = ("<module>", "_run_module_as_main", "_run_code", "run (asyncio/runners.py)", "main (")
+NOISE = (
+    "<module>",
+    "_run_module_as_main",
+    "_run_code",
+    "main (bench/",
+    "Engine.run (",
+    "run (uvloop",
+    "Runner.run (",
+    "_fork_workers",
+    "Zygote.start",
+    "_zygote_main",
+    "run_worker (",
+    "_SyncWorker.run (",
+    "_AsyncWorker.run (",
+)
 
 
 def py_spy() -> str:
@@ -77,6 +92,7 @@ def summarize(
         "cpu_us_per_msg": round(us_per_msg, 1),
         "top_self": rows(flame.top_self(stacks)),
         "top_inclusive": rows(flame.top_inclusive(stacks, skip=NOISE)),
+        "top_packages": rows(flame.top_packages(stacks)),
     }
 
 
@@ -87,7 +103,7 @@ def markdown(doc: dict[str, Any]) -> str:
         f"Server {doc['server']}, handler `{doc['handler']}`, {doc['workers']} workers, data plane "
         f"`{doc['sqs_client']}`; {doc['handled']} messages handled in the {doc['duration_s']} s "
         f"window ({doc['msgs_per_s']:,.0f} msg/s). Shares are of the process's samples (py-spy, "
-        f"{doc['rate']} Hz, active time only); µs/msg = share × the process's CPU per message "
+        f"{doc['rate']} Hz, only samples holding the GIL, so waits in poll/epoll are left out); µs/msg = share × the process's CPU per message "
         "from /proc over the same window.",
         "",
     ]
@@ -97,7 +113,11 @@ def markdown(doc: dict[str, Any]) -> str:
             f"message, {proc['samples']} samples",
             "",
         ]
-        for kind, title in (("top_self", "self time"), ("top_inclusive", "inclusive time")):
+        for kind, title in (
+            ("top_packages", "self time per package"),
+            ("top_self", "self time"),
+            ("top_inclusive", "inclusive time (entry points left out)"),
+        ):
             lines += [f"Top five by {title}:", "", "| frame | share | µs/msg |", "|---|---|---|"]
             lines += [
                 f"| `{r['frame']}` | {r['share']:.1%} | {r['us_per_msg']} |" for r in proc[kind]
@@ -173,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                     "raw",
                     "--function",
                     "--nonblocking",
+                    "--gil",
                     "-o",
                     str(out / f"{label}.raw.txt"),
                 ],
@@ -195,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             "handler": args.handler,
             "workers": args.workers,
             "sqs_client": args.sqs_client,
-            "duration_s": args.duration,
+            "duration_s": round(elapsed, 1),
             "rate": args.rate,
             "handled": handled,
             "msgs_per_s": handled / elapsed,

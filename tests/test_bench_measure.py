@@ -289,6 +289,12 @@ class TestFlameStacks:
             "send (botocore/http.py)": 0.2,
         }
 
+    def test_self_time_per_package_says_which_library_burns_the_cpu(self) -> None:
+        from profiles.flame import parse_collapsed, top_packages
+
+        costs = {c.frame: c.share for c in top_packages(parse_collapsed(self.RAW))}
+        assert costs == {"botocore": 1.0}
+
     def test_flame_graph_and_speedscope_files_are_well_formed(self) -> None:
         import json
         import xml.etree.ElementTree as ET
