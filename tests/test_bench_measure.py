@@ -303,6 +303,7 @@ class TestFlameStacks:
 
         stacks = parse_collapsed(self.RAW)
         root = ET.fromstring(svg(stacks, "t & <test>"))
-        assert len(root.findall("{http://www.w3.org/2000/svg}g")) == 7  # all, <module>, poll, parse, send, ack, parse
+        # one box per tree node: all, <module>, poll, its parse, send, ack, its parse
+        assert len(root.findall("{http://www.w3.org/2000/svg}g")) == 7
         doc = json.loads(dump_speedscope(stacks, "t"))
         assert sum(doc["profiles"][0]["weights"]) == 100
