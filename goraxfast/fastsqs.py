@@ -57,9 +57,9 @@ from goraxfast.sqs import (
     DataPlane,
     ReceivedMessage,
     SendEntry,
-    _check_size,
-    _message_args,
-    _send_payload,
+    check_batch_size,
+    message_args,
+    send_payload,
     wrap_error,
 )
 
@@ -145,7 +145,7 @@ _BYTES = (bytes,)
 
 
 def received(m: WireMessage) -> ReceivedMessage:
-    """As :func:`goraxfast.sqs._received` does with botocore's parse (a test holds them equal)."""
+    """As :func:`goraxfast.sqs.received_message` does with botocore's parse (a test holds them equal)."""
     attrs = m.Attributes
     return ReceivedMessage(
         m.MessageId,
@@ -161,8 +161,8 @@ def received(m: WireMessage) -> ReceivedMessage:
     )
 
 
-def batch_result(resp: BatchResponse) -> BatchResult:
-    """As :func:`goraxfast.sqs._batch_result` does with botocore's parse."""
+def fast_batch_result(resp: BatchResponse) -> BatchResult:
+    """As :func:`goraxfast.sqs.batch_result` does with botocore's parse."""
     failed = tuple(BatchFailure(f.Id, f.Code, f.Message, f.SenderFault) for f in resp.Failed)
     ids = {s.Id: s.MessageId for s in resp.Successful if isinstance(s.MessageId, str)}
     return BatchResult(tuple(s.Id for s in resp.Successful), failed, ids)
@@ -266,7 +266,7 @@ class FastSQSClient:
     async def delete_batch(self, entries: Sequence[tuple[str, str]]) -> BatchResult:
         if not entries:
             return BatchResult((), ())
-        _check_size(entries)
+        check_batch_size(entries)
         url = self._url(None)
         payload = [DeleteEntry(i, h) for i, h in entries]
         return await self._batch("DeleteMessageBatch", url, BatchRequest(url, payload))
@@ -274,7 +274,7 @@ class FastSQSClient:
     async def change_visibility_batch(self, entries: Sequence[tuple[str, str, int]]) -> BatchResult:
         if not entries:
             return BatchResult((), ())
-        _check_size(entries)
+        check_batch_size(entries)
         url = self._url(None)
         payload = [VisibilityEntry(i, h, t) for i, h, t in entries]
         return await self._batch("ChangeMessageVisibilityBatch", url, BatchRequest(url, payload))
@@ -282,7 +282,7 @@ class FastSQSClient:
     async def send_batch(self, queue_url: str, entries: Sequence[SendEntry]) -> BatchResult:
         if not entries:
             return BatchResult((), ())
-        request = BatchRequest(queue_url, send_request(_send_payload(entries)))
+        request = BatchRequest(queue_url, send_request(send_payload(entries)))
         return await self._batch("SendMessageBatch", queue_url, request, replay_safe=False)
 
     # -- single-message calls (cheap to offer; the publisher and tests use them) -----------------
@@ -306,7 +306,7 @@ class FastSQSClient:
         queue_url: str | None = None,
     ) -> str:
         url = self._url(queue_url)
-        [args] = send_request([_message_args(body, message_attributes, delay_s)])
+        [args] = send_request([message_args(body, message_attributes, delay_s)])
         raw = await self._call("SendMessage", url, encode({"QueueUrl": url, **args}), replay=False)
         return self._decode(decode_send, raw, "SendMessage", url).MessageId
 
@@ -322,7 +322,7 @@ class FastSQSClient:
         self, operation: str, url: str, request: BatchRequest, *, replay_safe: bool = True
     ) -> BatchResult:
         raw = await self._call(operation, url, encode(request), replay=replay_safe)
-        return batch_result(self._decode(decode_batch, raw, operation, url))
+        return fast_batch_result(self._decode(decode_batch, raw, operation, url))
 
     async def _call(
         self, operation: str, url: str, body: bytes, *, wait_s: int = 0, replay: bool = True

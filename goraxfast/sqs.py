@@ -272,12 +272,12 @@ def _operation(method: str) -> str:
     return "".join(part.title() for part in method.split("_"))
 
 
-def _check_size(entries: Sequence[object]) -> None:
+def check_batch_size(entries: Sequence[object]) -> None:
     if len(entries) > SQS_MAX_BATCH:
         raise ValueError(f"a batch holds at most {SQS_MAX_BATCH} entries, got {len(entries)}")
 
 
-def _message_args(
+def message_args(
     body: str, attributes: Mapping[str, Mapping[str, Any]] | None, delay_s: int
 ) -> dict[str, Any]:
     args: dict[str, Any] = {"MessageBody": body}
@@ -288,12 +288,12 @@ def _message_args(
     return args
 
 
-def _send_payload(entries: Sequence[SendEntry]) -> list[dict[str, Any]]:
-    _check_size(entries)
-    return [{"Id": e.id, **_message_args(e.body, e.message_attributes, e.delay_s)} for e in entries]
+def send_payload(entries: Sequence[SendEntry]) -> list[dict[str, Any]]:
+    check_batch_size(entries)
+    return [{"Id": e.id, **message_args(e.body, e.message_attributes, e.delay_s)} for e in entries]
 
 
-def _batch_result(resp: Mapping[str, Any]) -> BatchResult:
+def batch_result(resp: Mapping[str, Any]) -> BatchResult:
     ok = resp.get("Successful", [])
     failed = tuple(
         BatchFailure(f["Id"], f.get("Code", ""), f.get("Message", ""), bool(f.get("SenderFault")))
@@ -303,7 +303,7 @@ def _batch_result(resp: Mapping[str, Any]) -> BatchResult:
     return BatchResult(tuple(s["Id"] for s in ok), failed, ids)
 
 
-def _received(m: Mapping[str, Any]) -> ReceivedMessage:
+def received_message(m: Mapping[str, Any]) -> ReceivedMessage:
     attrs = m.get("Attributes", {})
     return ReceivedMessage(
         message_id=m["MessageId"],
@@ -475,7 +475,7 @@ class SQSClient(_Base):
             MessageSystemAttributeNames=list(RECEIVE_SYSTEM_ATTRIBUTES),
             MessageAttributeNames=["All"],
         )
-        return [_received(m) for m in resp.get("Messages", ())]
+        return [received_message(m) for m in resp.get("Messages", ())]
 
     async def delete(self, receipt_handle: str) -> None:
         await self._call("delete_message", self._url(None), ReceiptHandle=receipt_handle)
@@ -483,10 +483,10 @@ class SQSClient(_Base):
     async def delete_batch(self, entries: Sequence[tuple[str, str]]) -> BatchResult:
         if not entries:
             return BatchResult((), ())
-        _check_size(entries)
+        check_batch_size(entries)
         payload = [{"Id": i, "ReceiptHandle": h} for i, h in entries]
         url = self._url(None)
-        return _batch_result(await self._call("delete_message_batch", url, Entries=payload))
+        return batch_result(await self._call("delete_message_batch", url, Entries=payload))
 
     async def change_visibility(self, receipt_handle: str, timeout_s: int) -> None:
         await self._call(
@@ -499,16 +499,16 @@ class SQSClient(_Base):
     async def change_visibility_batch(self, entries: Sequence[tuple[str, str, int]]) -> BatchResult:
         if not entries:
             return BatchResult((), ())
-        _check_size(entries)
+        check_batch_size(entries)
         payload = [{"Id": i, "ReceiptHandle": h, "VisibilityTimeout": t} for i, h, t in entries]
         resp = await self._call("change_message_visibility_batch", self._url(None), Entries=payload)
-        return _batch_result(resp)
+        return batch_result(resp)
 
     async def send_batch(self, queue_url: str, entries: Sequence[SendEntry]) -> BatchResult:
         if not entries:
             return BatchResult((), ())
-        payload = _send_payload(entries)
-        return _batch_result(await self._call("send_message_batch", queue_url, Entries=payload))
+        payload = send_payload(entries)
+        return batch_result(await self._call("send_message_batch", queue_url, Entries=payload))
 
     async def send_message(
         self,
@@ -518,7 +518,7 @@ class SQSClient(_Base):
         delay_s: int = 0,
         queue_url: str | None = None,
     ) -> str:
-        kwargs = _message_args(body, message_attributes, delay_s)
+        kwargs = message_args(body, message_attributes, delay_s)
         resp = await self._call("send_message", self._url(queue_url), **kwargs)
         return str(resp["MessageId"])
 
@@ -628,14 +628,14 @@ class SyncSQSClient(_Base):
         delay_s: int = 0,
         queue_url: str | None = None,
     ) -> str:
-        kwargs = _message_args(body, message_attributes, delay_s)
+        kwargs = message_args(body, message_attributes, delay_s)
         return str(self._call("send_message", self._url(queue_url), **kwargs)["MessageId"])
 
     def send_batch(self, queue_url: str, entries: Sequence[SendEntry]) -> BatchResult:
         if not entries:
             return BatchResult((), ())
-        payload = _send_payload(entries)
-        return _batch_result(self._call("send_message_batch", queue_url, Entries=payload))
+        payload = send_payload(entries)
+        return batch_result(self._call("send_message_batch", queue_url, Entries=payload))
 
     def send_entries(
         self,

@@ -31,9 +31,15 @@ from goraxfast.errors import (
     SQSError,
 )
 from goraxfast.fasthttp import Response
-from goraxfast.fastsqs import FastSQSClient, batch_result, decode_batch, decode_receive, received
+from goraxfast.fastsqs import (
+    FastSQSClient,
+    decode_batch,
+    decode_receive,
+    fast_batch_result,
+    received,
+)
 from goraxfast.local import free_port
-from goraxfast.sqs import SendEntry, SQSClient, _batch_result, _received
+from goraxfast.sqs import SendEntry, SQSClient, batch_result, received_message
 
 Client = SQSClient | FastSQSClient
 ATTRS: dict[str, dict[str, Any]] = {
@@ -277,7 +283,8 @@ _message = st.fixed_dictionaries(
 def test_receive_parsing_equals_botocore_then_sqs_received(response: dict[str, Any]) -> None:
     body = msgspec.json.encode(response)
     expected = [
-        _received(m) for m in botocore_parse("ReceiveMessage", 200, {}, body).get("Messages", [])
+        received_message(m)
+        for m in botocore_parse("ReceiveMessage", 200, {}, body).get("Messages", [])
     ]
     assert [received(m) for m in decode_receive(body).Messages] == expected
 
@@ -298,8 +305,8 @@ _failed = st.fixed_dictionaries(
 )
 def test_batch_parsing_equals_botocore_then_sqs_batch_result(response: dict[str, Any]) -> None:
     body = msgspec.json.encode(response)
-    expected = _batch_result(botocore_parse("SendMessageBatch", 200, {}, body))
-    assert batch_result(decode_batch(body)) == expected
+    expected = batch_result(botocore_parse("SendMessageBatch", 200, {}, body))
+    assert fast_batch_result(decode_batch(body)) == expected
 
 
 _type = st.one_of(
