@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     extra.add_argument("--scaling-servers", default="fauxqs", help="servers to run scaling on")
     extra.add_argument("--scaling-handler", default="cpu:5")
-    extra.add_argument("--scaling-workers", default="1,2,3,4")
+    extra.add_argument("--scaling-workers", default="1,2,4")
     extra.add_argument("--scaling-messages", type=int, default=800)
     extra.add_argument("--scaling-runs", type=int, default=3)
     extra.add_argument("--publish", action="store_true", help="batch publishers vs send_message")

@@ -174,11 +174,14 @@ def main(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     counts = message_counts(args.messages)
+    scaling_order = [
+        c for c in SCALING_ORDER if c != "goraxfast-fast" or fast_data_plane_available()
+    ]
     scaling_workers = [int(w) for w in args.scaling_workers.split(",") if w]
     per_server = len(contenders) * args.runs
     total = (
         len(servers) * per_server
-        + len(scaling_servers) * len(scaling_workers) * len(SCALING_ORDER) * args.scaling_runs
+        + len(scaling_servers) * len(scaling_workers) * len(scaling_order) * args.scaling_runs
     )
     total += len(servers) * len(MODES) * args.publish_runs if args.publish else 0
     if args.micro:
@@ -203,7 +206,7 @@ def main(args: argparse.Namespace) -> int:
                 )
                 _fail_all(doc, server.name, contenders, args, entry["error"])
                 progress_skip = per_server + (
-                    len(scaling_workers) * len(SCALING_ORDER) * args.scaling_runs
+                    len(scaling_workers) * len(scaling_order) * args.scaling_runs
                     if server.name in scaling_servers
                     else 0
                 )
@@ -236,10 +239,12 @@ def main(args: argparse.Namespace) -> int:
                         doc["e2e"].append(result.as_dict())
                         progress.done(describe_result(result))
                 if server.name in scaling_servers:
-                    for name in SCALING_ORDER:
-                        doc["settings"][CONTENDERS[name].label + " (scaling)"] = CONTENDERS[
-                            name
-                        ].settings(dummy)
+                    for name in scaling_order:
+                        settings = CONTENDERS[name].settings(dummy)
+                        for key in ("worker_processes", "processes"):
+                            if key in settings:
+                                settings[key] = args.scaling_workers
+                        doc["settings"][CONTENDERS[name].label + " (scaling)"] = settings
                     for run in range(args.scaling_runs):
                         for workers in scaling_workers:
                             splan = RunPlan(
@@ -249,7 +254,7 @@ def main(args: argparse.Namespace) -> int:
                                 workers,
                                 0,
                             )
-                            for name in SCALING_ORDER:
+                            for name in scaling_order:
                                 result = harness.run(CONTENDERS[name], splan, run)
                                 doc["scaling"].append(result.as_dict())
                                 progress.done(describe_result(result))

@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     server = make_server(args.server)
     server.start()
     proc: subprocess.Popen[bytes] | None = None
+    queue: BenchQueue | None = None
     try:
         tag = run_tag()
         queue = BenchQueue(boto_client(server.endpoint), f"profile-{tag}").create()
@@ -237,10 +238,11 @@ def main(argv: list[str] | None = None) -> int:
         (out / "summary.md").write_text(markdown(doc))
         print(markdown(doc))
         print(f"profiles in {out}", file=sys.stderr)
-        queue.delete()
     finally:
         if proc is not None:
-            stop_contender(proc)
+            stop_contender(proc)  # before the queue goes, or its last deletes fail
+        if queue is not None:
+            queue.delete()
         server.stop()
     return 0
 

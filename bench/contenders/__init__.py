@@ -245,4 +245,4 @@ DEFAULT_ORDER = (
     "dramatiq",
     "ceiling",
 )
-SCALING_ORDER = ("goraxfast", "aio-procs")
+SCALING_ORDER = ("goraxfast", "goraxfast-fast", "aio-procs")
