@@ -52,8 +52,11 @@ class Credits:
         """Call when held messages went away (a result came back, a message was released)."""
         self._changed.set()
 
-    async def wait_for_room(self) -> None:
-        while self.free() <= 0:
+    async def wait_for_room(self, at_least: int = 1) -> None:
+        """Until ``at_least`` messages fit: a receive for one message costs the server as much
+        as a receive for ten, so pollers wait for a full batch of room, not for any room."""
+        at_least = max(1, min(at_least, self.capacity))
+        while self.free() < at_least:
             self._changed.clear()
             await self._changed.wait()
 
@@ -85,7 +88,7 @@ class Poller:
     async def run(self) -> None:
         """Receive until cancelled (cancelling abandons a long poll in flight, by design)."""
         while True:
-            await self.credits.wait_for_room()
+            await self.credits.wait_for_room(self.max_messages)
             want = self.credits.reserve(self.max_messages)
             if want == 0:
                 continue
