@@ -62,7 +62,7 @@ class Config:
     metrics_interval_s: float = 30.0
     max_queue_depth: int = 0
     ring_bytes: int = 4 * 1024 * 1024
-    sqs_client: str = "botocore"
+    sqs_client: str = "fast"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
