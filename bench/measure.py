@@ -99,6 +99,19 @@ def tree_ticks(roots: Iterable[int], stats: Mapping[int, ProcStat]) -> int:
     return sum(stats[p].ticks for p in pids)
 
 
+def cpu_delta_s(
+    roots: Sequence[int], before: Mapping[int, ProcStat], after: Mapping[int, ProcStat]
+) -> float | None:
+    """CPU seconds the trees under ``roots`` used between two snapshots, or None when that
+    cannot be known: a root is missing from either snapshot (the server exited or restarted),
+    or the total went down (a process left the tree without its CPU reaching a parent's
+    ``cutime``, e.g. auto-reaped children). A wrong figure is worse than none."""
+    if not roots or any(r not in before or r not in after for r in roots):
+        return None
+    delta = tree_ticks(roots, after) - tree_ticks(roots, before)
+    return delta / CLOCK_TICKS_PER_S if delta >= 0 else None
+
+
 def tree_cpu_s(roots: Iterable[int], proc: Path = PROC) -> float:
     """CPU seconds used so far by the process trees under ``roots``."""
     return tree_ticks(roots, read_all_stats(proc)) / CLOCK_TICKS_PER_S

@@ -113,17 +113,21 @@ def publish_once(server: BenchServer, mode: str, count: int, run: int) -> Publis
         try:
             sender.send(warm)  # imports, connections, first-call caches: not measured
             pids = server.pids()
-            srv0 = measure.tree_cpu_s(pids) if pids else None
+            stats0 = measure.read_all_stats()
             cpu0, t0 = time.process_time(), time.perf_counter()
             sender.send(msgs)
             t1, cpu1 = time.perf_counter(), time.process_time()
+            stats1 = measure.read_all_stats()
         finally:
             sender.close()
         result.seconds = t1 - t0
         result.msgs_per_s = count / result.seconds
         result.client_us_per_msg = (cpu1 - cpu0) * 1e6 / count
-        if srv0 is not None:
-            result.server_us_per_msg = (measure.tree_cpu_s(pids) - srv0) * 1e6 / count
+        server_cpu = measure.cpu_delta_s(pids, stats0, stats1)
+        if server_cpu is not None:
+            result.server_us_per_msg = server_cpu * 1e6 / count
+        elif pids:
+            result.error = "server CPU unknown: the server process exited or restarted meanwhile"
         depth = queue.depth()
         if depth != count + len(warm):
             raise RuntimeError(f"queue holds {depth} messages, expected {count + len(warm)}")

@@ -251,8 +251,6 @@ class Harness:
         server_pids = self.server.pids()
         stats0 = measure.read_all_stats()
         t0 = time.monotonic()
-        cpu0 = measure.tree_ticks([proc.pid], stats0)
-        srv0 = measure.tree_ticks(server_pids, stats0) if server_pids else None
         self.on_progress(f"{result.contender}: measuring {plan.messages}")
         timeout = 30.0 + plan.messages / MIN_RATE
         deadline = time.monotonic() + timeout
@@ -276,15 +274,17 @@ class Harness:
         t1 = time.monotonic()
         stats1 = measure.read_all_stats()
         pids = sorted({p for r in [proc.pid] for p in measure.descendants(r, stats1)})
+        client_cpu = measure.cpu_delta_s([proc.pid], stats0, stats1)
+        if client_cpu is None:
+            raise RunFailed("the contender's process tree could not be measured (it exited?)")
+        server_cpu = measure.cpu_delta_s(server_pids, stats0, stats1)
+        if server_pids and server_cpu is None:
+            result.error = "server CPU unknown: the server process exited or restarted meanwhile"
         window = measure.Window(
             seconds=t1 - t0,
             messages=plan.messages,
-            client_cpu_s=(measure.tree_ticks([proc.pid], stats1) - cpu0)
-            / measure.CLOCK_TICKS_PER_S,
-            server_cpu_s=(measure.tree_ticks(server_pids, stats1) - srv0)
-            / measure.CLOCK_TICKS_PER_S
-            if srv0 is not None
-            else None,
+            client_cpu_s=client_cpu,
+            server_cpu_s=server_cpu,
         )
         all_records = read_records(str(records))
         result.messages = plan.messages

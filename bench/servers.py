@@ -165,6 +165,11 @@ class LocalStackServer:
             self._stack.stop()
             self._stack = None
 
+    @property
+    def log_path(self) -> Path:
+        """LocalStack's own log (the suite keeps a copy next to the results)."""
+        return BENCH_DIR / ".localstack-run" / "localstack.log"
+
     def pids(self) -> list[int]:
         if self._stack is None:
             return []

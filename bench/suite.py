@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
+import shutil
 import subprocess
 import sys
 import time
@@ -274,6 +275,9 @@ def main(args: argparse.Namespace) -> int:
                             )
             finally:
                 server.stop()
+                log = getattr(server, "log_path", None)
+                if log is not None and log.exists():
+                    shutil.copy(log, out_dir / f"{server.name}.log")
     finally:
         progress.close()
         paths = report.write(doc, out_dir)

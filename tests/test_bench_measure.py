@@ -11,6 +11,7 @@ import math
 import pytest
 
 from bench.measure import (
+    CLOCK_TICKS_PER_S,
     ProcStat,
     Window,
     descendants,
@@ -82,6 +83,29 @@ class TestProcessTreeCpu:
         before = stats(ProcStat(10, 1, 100, 0, 0, 0))
         after = stats(ProcStat(10, 1, 100, 0, 30, 7))
         assert tree_ticks([10], after) - tree_ticks([10], before) == 37
+
+    def test_a_delta_is_the_trees_cpu_between_two_snapshots(self) -> None:
+        from bench.measure import cpu_delta_s
+
+        before = stats(ProcStat(10, 1, 100, 0, 0, 0), ProcStat(11, 10, 50, 0, 0, 0))
+        after = stats(ProcStat(10, 1, 150, 0, 0, 0), ProcStat(11, 10, 70, 0, 0, 0))
+        assert cpu_delta_s([10], before, after) == pytest.approx(70 / CLOCK_TICKS_PER_S)
+
+    def test_no_delta_when_the_root_exited_or_restarted(self) -> None:
+        from bench.measure import cpu_delta_s
+
+        before = stats(ProcStat(10, 1, 100, 0, 0, 0))
+        assert cpu_delta_s([10], before, stats(ProcStat(12, 1, 5, 0, 0, 0))) is None
+        assert cpu_delta_s([10], {}, before) is None
+        assert cpu_delta_s([], before, before) is None
+
+    def test_no_delta_when_cpu_left_the_tree_unaccounted(self) -> None:
+        """An auto-reaped child takes its CPU with it: a negative total is not a figure."""
+        from bench.measure import cpu_delta_s
+
+        before = stats(ProcStat(10, 1, 100, 0, 0, 0), ProcStat(11, 10, 500, 0, 0, 0))
+        after = stats(ProcStat(10, 1, 120, 0, 0, 0))
+        assert cpu_delta_s([10], before, after) is None
 
 
 class TestMemory:
