@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.measure import median, percentile
 
-BASELINE = "goraxfast"
+BASELINE = "goraxfast-fast"  # the engine's default data plane; write() reads it from meta
 PUBLISH_BASELINE = "async-batch"
 
 
@@ -53,7 +53,7 @@ def _key(run: dict[str, Any]) -> tuple[Any, ...]:
     return (run["server"], run["contender"], run["workers"], run["handler"])
 
 
-def summarize(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def summarize(runs: Sequence[dict[str, Any]], baseline: str = BASELINE) -> list[dict[str, Any]]:
     """One row per (server, contender, workers, handler), in the order first seen."""
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for run in runs:
@@ -90,7 +90,7 @@ def summarize(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "latency_samples": len(latencies),
             }
         )
-    add_ratios(rows)
+    add_ratios(rows, baseline)
     return rows
 
 
@@ -261,7 +261,12 @@ def markdown(doc: dict[str, Any]) -> str:
         f"# goraxfast bench — {mach['date']}",
         "",
         f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['memory_gib']} GiB, Linux "
-        f"{mach['kernel']}, Python {mach['python']}. Command: `{m['command']}`.",
+        f"{mach['kernel']}, Python {mach['python']}. Command: `{m['command']}`. goraxfast at "
+        f"{m.get('git', 'unknown commit')}.",
+        "",
+        f"Ratios (×) are to `{m.get('baseline', BASELINE)}`, the engine with its default data "
+        f"plane (`sqs_client={m.get('default_sqs_client', '?')}`) on the same server: ×0.25 "
+        "throughput is a quarter of goraxfast's, ×4.0 CPU is four times its CPU per message.",
         "",
         f"End-to-end: each contender drains a fresh queue pre-filled with {m['warmup']} warm-up "
         "+ N measured messages (N in each server's heading; the same gorax ExecutionMessages for all; Celery "
@@ -489,8 +494,12 @@ def plots(doc: dict[str, Any], out_dir: Path) -> list[Path]:
 def write(doc: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """Write JSON, Markdown and plots; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    doc["e2e_summary"] = summarize(doc["e2e"])
-    doc["scaling_summary"] = summarize(doc["scaling"])
+    from bench.contenders import baseline
+
+    base = baseline(doc["meta"].get("default_sqs_client", "fast"))
+    doc["meta"]["baseline"] = base
+    doc["e2e_summary"] = summarize(doc["e2e"], base)
+    doc["scaling_summary"] = summarize(doc["scaling"], base)
     doc["publish_summary"] = summarize_publish(doc["publish"])
     doc["micro_summary"] = summarize_micro(doc.get("micro"))
     paths = {"json": out_dir / "results.json", "markdown": out_dir / "results.md"}

@@ -26,6 +26,7 @@ from bench.contenders import CONTENDERS, SCALING_ORDER, LaunchContext
 from bench.publish import MODES, publish_once
 from bench.runner import Harness, RunPlan, RunResult
 from bench.servers import BenchServer, External, ServerError, make_server
+from goraxfast.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -66,6 +67,23 @@ class Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+def git_state() -> str:
+    """The commit measured, and whether the work tree differed from it (others' edits count)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.splitlines()
+    except OSError:
+        return "unknown commit"
+    return f"{head} ({len(dirty)} tracked files modified)" if dirty else f"{head} (clean)"
 
 
 def describe_result(r: RunResult) -> str:
@@ -143,6 +161,8 @@ def main(args: argparse.Namespace) -> int:
     doc: dict[str, Any] = {
         "meta": {
             "machine": report.machine(),
+            "git": git_state(),
+            "default_sqs_client": Config().sqs_client,
             "command": " ".join(["python -m bench", *sys.argv[1:]]),
             "messages": message_counts(args.messages),
             "warmup": args.warmup,

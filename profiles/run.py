@@ -31,6 +31,7 @@ from bench.recorder import count_records
 from bench.runner import stop_contender
 from bench.servers import make_server
 from bench.workload import BenchQueue, boto_client, messages, publish_gorax, run_tag
+from goraxfast.config import Config
 from profiles import flame
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,7 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     p.add_argument("--handler", default="noop")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--sqs-client", default="botocore", choices=("botocore", "fast"))
+    p.add_argument(
+        "--sqs-client",
+        default=Config().sqs_client,
+        choices=("botocore", "fast"),
+        help="data plane (default: the engine's default)",
+    )
     p.add_argument("--out", help="output folder (default profiles/out/<timestamp>)")
     args = p.parse_args(argv)
     spy = py_spy()
@@ -152,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         publish_gorax(server.endpoint, queue.url, messages(args.messages, tag))
         records = out / "records.bin"
         records.touch()
-        name = "goraxfast-fast" if args.sqs_client == "fast" else "goraxfast"
+        name = f"goraxfast-{args.sqs_client}"
         ctx = LaunchContext(
             server.endpoint,
             queue.url,

@@ -221,11 +221,14 @@ class TestSummaries:
     def test_medians_over_runs_and_ratios_to_goraxfast(self) -> None:
         from bench.report import summarize
 
-        runs = [run_row("goraxfast", rate=r, cpu_us=40.0) for r in (90.0, 100.0, 130.0)]
+        runs = [run_row("goraxfast-fast", rate=r, cpu_us=40.0) for r in (90.0, 100.0, 130.0)]
         runs += [run_row("other", rate=r, cpu_us=160.0) for r in (20.0, 25.0, 60.0)]
         rows = {r["contender"]: r for r in summarize(runs)}
-        assert rows["goraxfast"]["msgs_per_s"] == 100.0
-        assert (rows["goraxfast"]["msgs_per_s_min"], rows["goraxfast"]["msgs_per_s_max"]) == (
+        assert rows["goraxfast-fast"]["msgs_per_s"] == 100.0
+        assert (
+            rows["goraxfast-fast"]["msgs_per_s_min"],
+            rows["goraxfast-fast"]["msgs_per_s_max"],
+        ) == (
             90.0,
             130.0,
         )
@@ -236,8 +239,8 @@ class TestSummaries:
         from bench.report import summarize
 
         runs = [
-            run_row("goraxfast", latency_ms=[1.0] * 99),
-            run_row("goraxfast", latency_ms=[101.0]),
+            run_row("goraxfast-fast", latency_ms=[1.0] * 99),
+            run_row("goraxfast-fast", latency_ms=[101.0]),
         ]
         (row,) = summarize(runs)
         assert row["latency_samples"] == 100
@@ -247,7 +250,7 @@ class TestSummaries:
     def test_a_contender_that_always_fails_stays_in_the_table_as_failed(self) -> None:
         from bench.report import e2e_table, summarize
 
-        rows = summarize([run_row("goraxfast"), run_row("broken", status="failed")])
+        rows = summarize([run_row("goraxfast-fast"), run_row("broken", status="failed")])
         broken = next(r for r in rows if r["contender"] == "broken")
         assert broken["status"] == "failed" and broken["error"] == "exited with code 1"
         assert "| broken | **failed**: exited with code 1" in e2e_table(rows)
@@ -255,7 +258,7 @@ class TestSummaries:
     def test_a_failed_run_does_not_drag_the_median(self) -> None:
         from bench.report import summarize
 
-        runs = [run_row("goraxfast", rate=100.0), run_row("goraxfast", status="failed")]
+        runs = [run_row("goraxfast-fast", rate=100.0), run_row("goraxfast-fast", status="failed")]
         (row,) = summarize(runs)
         assert (row["msgs_per_s"], row["runs_ok"], row["runs"]) == (100.0, 1, 2)
 

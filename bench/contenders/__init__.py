@@ -77,6 +77,11 @@ class Contender:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def baseline(default_sqs_client: str) -> str:
+    """The contender the report's ratios are to: the engine as a user gets it by default."""
+    return "goraxfast-fast" if default_sqs_client == "fast" else "goraxfast-botocore"
+
+
 def _module(name: str, *extra: str) -> Callable[[LaunchContext], list[str]]:
     def argv(ctx: LaunchContext) -> list[str]:
         return [ctx.python, "-m", name, *ctx.common_args(), *extra]
@@ -95,7 +100,7 @@ def _engine_settings(client: str) -> Callable[[LaunchContext], dict[str, Any]]:
             "wait_time_s": 20,
             "ack_flush_ms": 20,
             "handler": "sync def (async def for sleep:MS)",
-            "note": "Config defaults except the endpoint and worker count",
+            "note": "Config defaults except the endpoint, worker count and sqs_client",
         }
 
     return settings
@@ -137,7 +142,7 @@ CONTENDERS: dict[str, Contender] = {
     c.name: c
     for c in (
         Contender(
-            "goraxfast",
+            "goraxfast-botocore",
             "goraxfast Engine (botocore)",
             _module("bench.contenders.engine", "--sqs-client", "botocore"),
             _engine_settings("botocore"),
@@ -237,12 +242,12 @@ CONTENDERS: dict[str, Contender] = {
 }
 
 DEFAULT_ORDER = (
-    "goraxfast",
     "goraxfast-fast",
+    "goraxfast-botocore",
     "naive-boto3",
     "aio-batch",
     "celery",
     "dramatiq",
     "ceiling",
 )
-SCALING_ORDER = ("goraxfast", "goraxfast-fast", "aio-procs")
+SCALING_ORDER = ("goraxfast-fast", "goraxfast-botocore", "aio-procs")
