@@ -10,6 +10,7 @@ garbage) does not always hit the same contender.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import math
 import shutil
@@ -46,7 +47,7 @@ class Progress:
 
     def __post_init__(self) -> None:
         try:
-            import tqdm
+            import tqdm  # type: ignore[import-untyped,unused-ignore]
 
             tqdm.tqdm.monitor_interval = 0  # no monitor thread: it would add CPU to publish runs
             self._bar = tqdm.tqdm(total=self.total, unit="run", dynamic_ncols=True, file=sys.stderr)
@@ -67,6 +68,10 @@ class Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+def _status(progress: Progress, server: str, text: str) -> None:
+    progress.status(f"{server}: {text}")
 
 
 def git_state() -> str:
@@ -243,7 +248,7 @@ def main(args: argparse.Namespace) -> int:
                     work_dir,
                     sys.executable,
                     peers_python,
-                    on_progress=lambda t, s=server.name: progress.status(f"{s}: {t}"),
+                    on_progress=functools.partial(_status, progress, server.name),
                 )
                 plan = RunPlan(
                     counts.get(server.name, counts["*"]),

@@ -79,14 +79,15 @@ def test_decode_stdlib_json_manual(benchmark: Any) -> None:
 
 
 def test_decode_pydantic(benchmark: Any) -> None:
-    pydantic = pytest.importorskip("pydantic")
+    pytest.importorskip("pydantic")
+    from pydantic import BaseModel, Field
 
-    class Model(pydantic.BaseModel):
-        execution_id: str = pydantic.Field(min_length=1)
-        tenant_id: str = pydantic.Field(min_length=1)
-        workflow_id: str = pydantic.Field(min_length=1)
-        workflow_version: int = pydantic.Field(gt=0)
-        trigger_type: str = pydantic.Field(min_length=1)
+    class Model(BaseModel):
+        execution_id: str = Field(min_length=1)
+        tenant_id: str = Field(min_length=1)
+        workflow_id: str = Field(min_length=1)
+        workflow_version: int = Field(gt=0)
+        trigger_type: str = Field(min_length=1)
         trigger_data: Any = None
         enqueued_at: str = ""
         retry_count: int = 0

@@ -1,3 +1,4 @@
+# mypy: disable-error-code="import-not-found,untyped-decorator,unused-ignore"
 """Contender (d1): Celery with kombu's SQS transport (runs in the peers' venv, not ours).
 
 Configured as kombu documents for SQS: broker ``sqs://KEY:SECRET@host:port``, ``region``,

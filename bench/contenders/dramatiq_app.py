@@ -1,3 +1,4 @@
+# mypy: disable-error-code="import-not-found,untyped-decorator,unused-ignore"
 """Contender (d2): dramatiq with dramatiq_sqs (runs in the peers' venv, not ours).
 
 ``SQSBroker`` with its defaults and the local endpoint; the CLI runs ``--processes N --threads

@@ -1,3 +1,4 @@
+# mypy: disable-error-code="import-not-found,untyped-decorator,unused-ignore"
 """Wrap gorax payloads in Celery's or dramatiq's own envelope (runs in the peers' venv).
 
 Reads one payload per line on stdin, writes one SQS message body per line on stdout. The bodies
