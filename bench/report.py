@@ -274,7 +274,8 @@ def markdown(doc: dict[str, Any]) -> str:
         f"`{m['handler']}`, {m['workers']} worker processes where the contender has workers; "
         f"median of {m['runs']} runs. The window closes when every message is handled *and* "
         "the queue is empty (deletes included). CPU is whole process trees from /proc; "
-        '"cores" = CPU seconds per wall second (≈1.0 on one process means CPU-bound). '
+        '"cores" = CPU seconds per wall second (≈1.0 on one process means CPU-bound); /proc '
+        "counts CPU in 10 ms ticks per process, so windows shorter than a second are coarse. "
         f"Latency: {m['latency_messages']} messages per run published one at a time at "
         f"{m['latency_rate']:g}/s into the idle consumer, publish→handled, includes the "
         "harness's own send call (~2 ms), all runs pooled.",
