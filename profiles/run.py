@@ -108,6 +108,12 @@ def markdown(doc: dict[str, Any]) -> str:
         "from /proc over the same window.",
         "",
     ]
+    if doc.get("ran_dry"):
+        lines += [
+            "**The queue ran dry inside the window**: the rate is understated and part of the "
+            "window was idle; pre-fill more (`--messages`).",
+            "",
+        ]
     for proc in doc["processes"]:
         lines += [
             f"## {proc['process']}: {proc['cpu_s']:.2f} s CPU = {proc['cpu_us_per_msg']} µs per "
@@ -130,9 +136,11 @@ def markdown(doc: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m profiles.run", description=__doc__)
     p.add_argument("--server", default="fauxqs", help="fauxqs | localstack")
-    p.add_argument("--messages", type=int, default=30000, help="pre-filled (enough for the window)")
+    p.add_argument(
+        "--messages", type=int, default=60000, help="pre-filled: enough to stay busy all window"
+    )
     p.add_argument("--warmup", type=int, default=1000)
-    p.add_argument("--duration", type=int, default=6, help="seconds recorded")
+    p.add_argument("--duration", type=int, default=4, help="seconds recorded")
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     p.add_argument("--handler", default="noop")
     p.add_argument("--workers", type=int, default=2)
@@ -217,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.monotonic() - t0
         stats1 = measure.read_all_stats()
         handled = count_records(str(records)) - handled0
+        ran_dry = handled0 + handled >= args.messages
         doc: dict[str, Any] = {
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "server": server.describe(),
@@ -227,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             "rate": args.rate,
             "handled": handled,
             "msgs_per_s": handled / elapsed,
+            "ran_dry": ran_dry,
             "processes": [],
         }
         for label, pid in targets.items():
