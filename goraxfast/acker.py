@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from goraxfast.core.acks import AckBatch, AckBatcher, AckEntry, AckKind
-from goraxfast.errors import SQSError
+from goraxfast.errors import QueueDoesNotExistError, SQSError
 from goraxfast.sqs import BatchFailure, BatchResult, DataPlane, SendEntry, chunk_entries, entry_size
 
 log = logging.getLogger("goraxfast.acks")
@@ -187,6 +187,12 @@ class Acker:
             self.counters.calls += 1
             try:
                 result = await self._call(batch)
+            except QueueDoesNotExistError as exc:
+                # No retry can succeed: the queue (or the DLQ) is gone.
+                self.counters.call_errors += 1
+                for entry in entries:
+                    self._give_up(batch.kind, entry, str(exc))
+                return
             except SQSError as exc:
                 self.counters.call_errors += 1
                 log.warning("%s; %d entries will be retried", exc, len(entries))
