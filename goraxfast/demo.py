@@ -35,7 +35,8 @@ from goraxfast.metrics import MetricsCollector
 from goraxfast.prometheus import queue_families, render
 from goraxfast.sqs import SQSClient, SyncSQSClient, client_kwargs
 
-DEMO_MESSAGES = 200
+DEMO_MESSAGES = 2000
+DEMO_MESSAGES_MOTO = 200
 DEMO_TENANTS = 5
 
 
@@ -149,6 +150,7 @@ async def _drain(config: Config, expected: int) -> None:
     try:
         last = started
         done = 0
+        first_seen: float | None = None
         while done < expected and time.monotonic() - started < 120:
             await asyncio.sleep(0.25)
             stats = engine.stats()
@@ -156,7 +158,9 @@ async def _drain(config: Config, expected: int) -> None:
             now = time.monotonic()
             if now - last >= 0.5 or done >= expected:
                 last = now
-                rate = stats.handled / max(now - started, 1e-9)
+                if first_seen is None and stats.received:
+                    first_seen = now
+                rate = stats.handled / max(now - (first_seen or now), 0.25)
                 print(
                     f"\r  received {stats.received:5d}  handled {stats.handled:5d} ({rate:5.0f}/s)"
                     f"  in flight {stats.in_flight:3d}  dead-lettered {stats.dead_lettered:3d}",
@@ -206,8 +210,10 @@ def main() -> int:
     try:
         with local_server() as server:
             config = provision(base, server.endpoint)
-            publish_workload(config)
-            run_workload(config)
+            # moto slows with depth (every send scans the queue): a smaller workload there
+            count = DEMO_MESSAGES if server.name == "LocalStack" else DEMO_MESSAGES_MOTO
+            publish_workload(config, count)
+            run_workload(config, count)
             show_metrics(config)
             if server.keep_running:
                 delete_queues(config)
