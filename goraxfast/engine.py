@@ -126,6 +126,12 @@ class Engine:
         return int(uvloop.run(self._run_main()))
 
     async def start(self, *, handle_signals: bool = False) -> None:
+        """Fork the workers (first, before this engine creates any client or thread), then run.
+
+        Embedded in a running application, the fork happens inside its event loop: if the app
+        already runs threads of its own, a worker can inherit a lock one of them held (DESIGN.md,
+        Forking). Create the engine before starting such threads, or use ``run()``.
+        """
         if self.state is not State.CREATED:
             raise EngineError(f"engine already {self.state.value}")
         if self._zygote is None:
