@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit localstack localstack-stop clean
+.PHONY: run test lint typecheck localstack localstack-stop clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "goraxfast needs Python 3.11+, found " + sys.version.split()[0] + " (set PYTHON=...)")'
