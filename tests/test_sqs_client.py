@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import time
@@ -155,14 +154,8 @@ async def test_retries_are_bounded(config: Config) -> None:
 
 
 # --- receive, visibility, delete --------------------------------------------------------------
-
-
-async def test_receive_count_and_first_receive_time(client: SQSClient) -> None:
-    await client.send_message("m")
-    first = (await client.receive(1, 1, 0))[0]
-    second = (await client.receive(1, 1, 0))[0]
-    assert (first.receive_count, second.receive_count) == (1, 2)
-    assert second.first_received_ms == first.first_received_ms > 0
+# Receive counts, per-entry receipt-handle failures and early long-poll returns are specified once
+# for both data planes (botocore and fast) in tests/test_fastsqs.py.
 
 
 async def test_visibility_change_observed_by_receiving_again(client: SQSClient) -> None:
@@ -176,25 +169,6 @@ async def test_visibility_change_observed_by_receiving_again(client: SQSClient) 
     assert await client.receive(1, 0, 30) == []
 
 
-async def test_batches_with_one_invalid_receipt_handle(client: SQSClient) -> None:
-    await client.send_entries(entries(3))
-    got = await drain(client, 3)
-    vis = await client.change_visibility_batch(
-        [("a", got[0].receipt_handle, 0), ("bad", "not-a-handle", 0)]
-    )
-    assert vis.successful == ("a",)
-    assert [(f.id, f.code, f.sender_fault) for f in vis.failed] == [
-        ("bad", "ReceiptHandleIsInvalid", True)
-    ]
-    deleted = await client.delete_batch(
-        [("x", got[1].receipt_handle), ("bad", "not-a-handle"), ("y", got[2].receipt_handle)]
-    )
-    assert deleted.successful == ("x", "y")
-    assert [f.code for f in deleted.failed] == ["ReceiptHandleIsInvalid"]
-    attrs = await client.queue_attributes()
-    assert (attrs.visible, attrs.in_flight) == (1, 0)
-
-
 async def test_queue_attributes_after_known_operations(client: SQSClient) -> None:
     await client.send_entries(entries(3))
     await client.send_message("later", delay_s=60)
@@ -203,23 +177,6 @@ async def test_queue_attributes_after_known_operations(client: SQSClient) -> Non
     assert (attrs.visible, attrs.in_flight, attrs.delayed, attrs.total) == (2, 1, 1, 4)
     assert attrs.maximum_message_size > 0
     assert (await client.queue_attributes(client.dlq_url)).total == 0
-
-
-async def test_long_poll_returns_when_a_message_arrives(client: SQSClient) -> None:
-    sent = asyncio.Event()
-
-    async def publish_soon() -> None:
-        await asyncio.sleep(0.3)
-        await client.send_message("wake")
-        sent.set()
-
-    started = time.monotonic()
-    publisher = asyncio.create_task(publish_soon())
-    msgs = await client.receive(1, 5, 30)
-    elapsed = time.monotonic() - started
-    await publisher
-    assert sent.is_set() and [m.body for m in msgs] == [b"wake"]
-    assert elapsed < 5.0  # returned before the 5 s wait ended
 
 
 async def test_redrive_to_dlq_after_max_receive_count(client: SQSClient) -> None:
