@@ -114,7 +114,6 @@ class Acker:
         queue_url: str,
         dlq_url: str,
         clock: Callable[[], float],
-        on_dead_lettered: Callable[[AckEntry], None] | None = None,
         max_message_bytes: int = 262_144,
     ) -> None:
         self.max_message_bytes = max_message_bytes
@@ -128,7 +127,6 @@ class Acker:
         self._calls: set[asyncio.Task[None]] = set()
         self._retry_handles: set[asyncio.TimerHandle] = set()
         self._slots = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
-        self._on_dead_lettered = on_dead_lettered
 
     def add(self, kind: AckKind, entry: AckEntry) -> None:
         self.batcher.add(kind, entry, self.clock())
@@ -241,8 +239,6 @@ class Acker:
             for entry in ok:
                 # Phase two: the DLQ holds the copy, now the original may go.
                 self.add(AckKind.DELETE, AckEntry(entry.key, entry.receipt_handle))
-                if self._on_dead_lettered is not None:
-                    self._on_dead_lettered(entry)
         for failure in result.failed:
             entry = entries[int(failure.id)]
             if _give_up(failure):

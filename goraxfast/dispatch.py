@@ -78,8 +78,7 @@ class DispatchCounters:
     released: int = 0  # handed back with visibility 0 (shutdown, never started)
     throttled: int = 0  # waited for a tenant slot
     throttle_released: int = 0  # released with a delay (waiting bound or wait time exceeded)
-    dead_letter_requests: int = 0
-    dead_letter_no_dlq: int = 0
+    dead_letter_no_dlq: int = 0  # due for the DLQ, left to the redrive policy (no DLQ URL)
     lease_renewals: int = 0
     e2e_histogram: list[int] = field(default_factory=lambda: [0] * (len(C.LATENCY_BUCKETS_S) + 1))
     e2e_sum_ms: int = 0
@@ -95,7 +94,6 @@ class Dispatcher:
         limiter: TenantLimiter[int],
         policy: RetryPolicy,
         clock: Callable[[], float],
-        wall_ms: Callable[[], int],
         queue_url: str,
         dlq_url: str,
         throttle_release_delay_s: int,
@@ -106,7 +104,6 @@ class Dispatcher:
         self.limiter = limiter
         self.policy = policy
         self.clock = clock
-        self.wall_ms = wall_ms
         self.queue_url = queue_url
         self.dlq_url = dlq_url
         self.throttle_release_delay_s = throttle_release_delay_s
@@ -265,7 +262,6 @@ class Dispatcher:
                 AckKind.VISIBILITY, AckEntry(h.slot, h.receipt_handle, action.visibility_timeout_s)
             )
         elif kind is ActionKind.DEAD_LETTER:
-            self.counters.dead_letter_requests += 1
             if self.dlq_url:
                 letter = DeadLetter(
                     body=h.body.decode("utf-8", "replace"),
@@ -303,6 +299,15 @@ class Dispatcher:
             if h is not None:
                 self.acker.add(AckKind.VISIBILITY, AckEntry(r.key, h.receipt_handle, r.timeout_s))
         self.counters.lease_renewals += len(renewals)
+        for slot in self.leases.take_capped():
+            h = self.held.get(slot)
+            if h is not None:
+                log.warning(
+                    "message %s on %s reached SQS's 12 h visibility cap while held; it will be "
+                    "visible again (and may run twice) if its handler is still running",
+                    h.message_id,
+                    self.queue_url,
+                )
         return len(renewals)
 
     def expire_throttled(self, now: float, max_wait_s: float) -> None:

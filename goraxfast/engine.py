@@ -287,7 +287,6 @@ class Engine:
                 cfg.max_retries, cfg.retry_base_s, cfg.retry_max_s, cfg.delete_after_process
             ),
             clock=clock,
-            wall_ms=lambda: time.time_ns() // 1_000_000,
             queue_url=cfg.queue_url,
             dlq_url=cfg.dlq_url,
             throttle_release_delay_s=cfg.throttle_release_delay_s,
@@ -573,16 +572,3 @@ class Engine:
 
 def _ring_bytes(configured: int) -> int:
     return configured - configured % 8
-
-
-def describe_engine(engine: Engine) -> dict[str, Any]:
-    """Settings worth printing next to a benchmark or in a start-up log."""
-    return {
-        "workers": engine.workers,
-        "handler": engine.bound.describe(),
-        "async_handler": engine.bound.is_async,
-        "pollers": engine._poller_count(),
-        **{
-            k: v for k, v in engine.config.describe().items() if k not in ("aws_secret_access_key",)
-        },
-    }

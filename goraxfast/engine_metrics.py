@@ -35,6 +35,7 @@ class EngineStats:
     throttle_released: int
     deleted: int
     dead_lettered: int
+    dead_letter_skipped: int  # due for the DLQ but no AWS_SQS_DLQ_URL: left to the redrive policy
     visibility_changes: int
     lease_renewals: int
     acks_pending: int
@@ -80,6 +81,7 @@ def snapshot(engine: Engine) -> EngineStats:
         throttle_released=d.counters.throttle_released if d else 0,
         deleted=a.counters.deleted if a else 0,
         dead_lettered=a.counters.dead_lettered if a else 0,
+        dead_letter_skipped=d.counters.dead_letter_no_dlq if d else 0,
         visibility_changes=a.counters.visibility_changed if a else 0,
         lease_renewals=d.counters.lease_renewals if d else 0,
         acks_pending=a.pending if a else 0,

@@ -374,3 +374,23 @@ async def test_a_message_at_the_size_limit_is_dead_lettered_whole_with_a_trimmed
     (big,) = [m for m in letters if len(m["Body"]) > 100_000]
     assert big["Body"] == body
     assert big["MessageAttributes"]["goraxfast_dlq_reason"]["StringValue"] == "r" * 200
+
+
+async def test_without_a_dlq_url_nothing_is_deleted_and_the_redrive_policy_moves_it(
+    config: Config, boto_sqs
+) -> None:
+    publish(boto_sqs, config.queue_url, 1)
+
+    def handler(msg):
+        raise Reject("never valid")
+
+    # The fixture's queue redrives to its DLQ after 5 receives; the engine knows no DLQ URL.
+    async with Engine(engine_config(config, dlq_url=""), handler) as engine:
+        await wait_until(
+            lambda: queue_counts(boto_sqs, config.dlq_url)[0] == 1, what="redrive by SQS"
+        )
+        stats = engine.stats()
+        assert stats.deleted == 0 and stats.dead_lettered == 0
+        assert stats.dead_letter_skipped >= 4
+    (moved,) = drain_dlq(boto_sqs, config.dlq_url)
+    assert "goraxfast_dlq_reason" not in moved.get("MessageAttributes", {})  # SQS moved it, not us
