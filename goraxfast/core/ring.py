@@ -256,9 +256,31 @@ class RingConsumer(_Endpoint):
         return self.is_empty()
 
     def get(self) -> bytes | None:
-        """A copy of the next record (the slot is reused once tail moves), or None when empty."""
-        out = self.get_many(1)
-        return out[0] if out else None
+        """A copy of the next record (the slot is reused once tail moves), or None when empty.
+
+        The worker's per-message call, so it re-reads ``head`` only when its cached copy says
+        empty, and publishes ``tail`` per record (a dead consumer leaves the rest readable).
+        """
+        tail = self._tail
+        if tail == self._head:
+            self._head = self._idx[_HEAD]
+            if tail == self._head:
+                return None
+        cap = self._cap
+        pos = tail % cap
+        n = self._u32[pos >> 2]
+        start = pos + _LEN
+        if start + n > cap:
+            if n != WRAP:
+                raise RingCorruptError(f"length word {n:#x} at ring offset {pos}")
+            self._tail = tail + cap - pos
+            self._idx[_TAIL] = self._tail
+            return self.get()
+        record = self._data[start : start + n].tobytes()
+        tail += (n + 11) & ~7
+        self._tail = tail
+        self._idx[_TAIL] = tail
+        return record
 
     def get_many(self, limit: int | None = None) -> list[bytes]:
         """Copies of every record published now (up to ``limit``), publishing tail once.
