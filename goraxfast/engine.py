@@ -64,6 +64,20 @@ def split_capacity(total: int, workers: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(workers)]
 
 
+def seat_depth(config: Config, is_async: bool) -> int:
+    """How many deliveries all workers together may hold (running or waiting in their rings).
+
+    An ``async def`` worker runs everything it holds at once, so its share of
+    QUEUE_CONCURRENT_WORKERS is a real concurrency cap. A ``def`` worker runs one handler at a
+    time, so what it holds beyond that is queue: there the prefetched messages wait in its ring
+    rather than in the parent, and a receive of ten reaches one worker with one wake-up instead
+    of two half-batches with two (measured on fauxqs: worker CPU 11.4 -> 7.9 us per message).
+    """
+    if is_async:
+        return config.concurrent_workers
+    return config.concurrent_workers + config.prefetch
+
+
 class Engine:
     """Drain ``config.queue_url`` with ``handler`` in forked worker processes.
 
@@ -85,7 +99,7 @@ class Engine:
         self.config = config
         self.bound = bind_handler(handler)
         self.workers = max(1, min(config.worker_processes, config.concurrent_workers))
-        self._caps = split_capacity(config.concurrent_workers, self.workers)
+        self._caps = split_capacity(seat_depth(config, self.bound.is_async), self.workers)
         self._data_plane = data_plane
         self._serve_http = serve_http
         self.state = State.CREATED
@@ -325,6 +339,8 @@ class Engine:
             loop.create_task(self._poller().run(), name=f"goraxfast-poller-{i}")
             for i in range(self._poller_count())
         ]
+        for task in (*self._tasks, *self._pollers):
+            task.add_done_callback(self._on_task_done)
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
@@ -482,6 +498,19 @@ class Engine:
         self.worker_restarts += 1
         self._restarts.spawned(ev.seat, time.monotonic())
         self._zygote.spawn(ev.seat)
+
+    def _on_task_done(self, task: asyncio.Task[Any]) -> None:
+        """A core task must only end by cancellation: anything else is a bug that would
+        otherwise leave the engine running but stalled (a poller gone, acks no longer sent)."""
+        if task.cancelled() or self.state is not State.RUNNING:
+            return
+        exc = task.exception()
+        if exc is None:
+            exc = EngineError(f"{task.get_name()} ended unexpectedly")
+        else:
+            log.error("%s failed", task.get_name(), exc_info=exc)
+            exc = EngineError(f"{task.get_name()} failed: {exc!r}")
+        self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:
         log.error("fatal: %s", exc)

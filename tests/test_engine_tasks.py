@@ -1,0 +1,64 @@
+"""A core task of the engine that dies of a bug stops the engine loudly instead of stalling it.
+
+Before this was checked, an exception in the dispatcher ended the poller task that called it:
+nothing was logged, nothing more was received, and the engine reported itself running. The data
+plane here is a hand-written fake on purpose: no real server answers with the shape of a bug.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from goraxfast.config import Config
+from goraxfast.engine import Engine
+from goraxfast.errors import EngineError
+from goraxfast.sqs import BatchResult, SendEntry
+
+
+class _ReceivesWhatNobodyCanRead:
+    """Answers ReceiveMessage with an object the dispatcher cannot read; acks succeed."""
+
+    def __init__(self) -> None:
+        self.receives = 0
+
+    async def receive(
+        self, max_messages: int, wait_time_s: int, visibility_timeout_s: int
+    ) -> list[Any]:
+        self.receives += 1
+        return [object()]
+
+    async def delete_batch(self, entries: Sequence[tuple[str, str]]) -> BatchResult:
+        return BatchResult(tuple(e[0] for e in entries), ())
+
+    async def change_visibility_batch(self, entries: Sequence[tuple[str, str, int]]) -> BatchResult:
+        return BatchResult(tuple(e[0] for e in entries), ())
+
+    async def send_batch(self, queue_url: str, entries: Sequence[SendEntry]) -> BatchResult:
+        return BatchResult(tuple(e.id for e in entries), ())
+
+
+async def test_a_poller_killed_by_a_bug_stops_the_engine_with_exit_code_1(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = Config(
+        queue_url="http://127.0.0.1:1/000000000000/never-contacted",
+        worker_processes=1,
+        pollers=1,
+        health_port=0,
+        shutdown_grace_s=5,
+    )
+    plane = _ReceivesWhatNobodyCanRead()
+    engine = Engine(config, lambda msg: None, data_plane=plane, serve_http=False)
+    with caplog.at_level(logging.ERROR, logger="goraxfast"):
+        await engine.start()
+        await asyncio.wait_for(engine.wait(), 30)
+    assert plane.receives == 1
+    assert isinstance(engine.fatal_error, EngineError)
+    assert "goraxfast-poller-0 failed" in str(engine.fatal_error)
+    assert engine.exit_code == 1
+    assert any("goraxfast-poller-0 failed" in r.getMessage() for r in caplog.records)
