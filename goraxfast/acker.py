@@ -132,6 +132,10 @@ class Acker:
         self.batcher.add(kind, entry, self.clock())
         self._wake.set()
 
+    def stage(self, kind: AckKind, entry: AckEntry, now: float) -> None:
+        """As :meth:`add` without the wake-up: for callers adding many, who then :meth:`wake`."""
+        self.batcher.add(kind, entry, now)
+
     def wake(self) -> None:
         self._wake.set()
 

@@ -47,6 +47,8 @@ class Held:
 
 
 ALL_SLOTS = -2
+_OUTCOMES: tuple[Outcome, ...] = tuple(sorted(Outcome, key=int))  # by value: Outcome(i) is slow
+assert all(int(o) == i for i, o in enumerate(_OUTCOMES))
 
 
 @dataclass(slots=True, eq=False)
@@ -120,36 +122,56 @@ class Dispatcher:
 
     def on_received(self, messages: Sequence[ReceivedMessage]) -> None:
         now = self.clock()
+        held = self.held
+        accepted: list[Held] = []
+        slot = self._next_slot
         for m in messages:
-            self.counters.received += 1
-            slot = self._next_slot
-            self._next_slot += 1
-            h = Held(
-                slot,
-                m.message_id,
-                m.receipt_handle,
-                m.receive_count,
-                m.first_received_ms,
-                m.sent_ms,
-                m.body,
-                m.message_attributes,
-                "",
-            )
             try:
-                h.tenant = decode_message(m.body).tenant_id
+                tenant = decode_message(m.body).tenant_id
             except MessageError as exc:
                 self.counters.poison += 1
-                self._apply(h, Action(ActionKind.DEAD_LETTER, reason=f"poison message: {exc}"))
-                continue
-            self.held[slot] = h
-            self.leases.add(slot, now)
-            admission = self.limiter.admit(h.tenant, slot, now)
+                h = Held(
+                    slot,
+                    m.message_id,
+                    m.receipt_handle,
+                    m.receive_count,
+                    m.first_received_ms,
+                    m.sent_ms,
+                    m.body,
+                    m.message_attributes,
+                    "",
+                )
+                self._apply(h, Action(ActionKind.DEAD_LETTER, reason=f"poison message: {exc}"), now)
+                self.acker.wake()
+            else:
+                h = Held(
+                    slot,
+                    m.message_id,
+                    m.receipt_handle,
+                    m.receive_count,
+                    m.first_received_ms,
+                    m.sent_ms,
+                    m.body,
+                    m.message_attributes,
+                    tenant,
+                )
+                held[slot] = h
+                accepted.append(h)
+            slot += 1
+        self._next_slot = slot
+        self.counters.received += len(messages)
+        # One lease for the batch, taken before any admission can release a message again.
+        self.leases.add_many([h.slot for h in accepted], now)
+        admit = self.limiter.admit
+        ready = self.ready
+        for h in accepted:
+            admission = admit(h.tenant, h.slot, now)
             if admission is Admission.ADMITTED:
-                self.ready.append(slot)
+                ready.append(h.slot)
             elif admission is Admission.WAITING:
                 self.counters.throttled += 1
             else:
-                self._throttle_release(slot)
+                self._throttle_release(h.slot)
         self.pump()
 
     def _throttle_release(self, slot: int) -> None:
@@ -227,23 +249,27 @@ class Dispatcher:
     # --- from the workers -------------------------------------------------------------------
 
     def on_results(self, seat: SeatState) -> int:
-        """Read every result the worker has published; returns how many."""
+        """Read every result the worker has published; returns how many.
+
+        Per-batch work (the clock, waking the acker and the pollers, dispatching) is done once
+        per call, not once per result.
+        """
         seat.consumer.clear()
         records = seat.consumer.get_many()
+        if not records:
+            return 0
+        now = self.clock()
         observe = self.bursts.observe
+        settle = self._settle
+        decode = RESULT_DECODER.decode
         for raw in records:
-            r = RESULT_DECODER.decode(raw)
+            r = decode(raw)
             if r.duration_ns:
                 observe(r.duration_ns)
-            self.complete(
-                r.slot,
-                Outcome(r.outcome),
-                delay_s=r.delay_s,
-                reason=r.reason,
-                finished_ms=r.finished_ms,
-            )
-        if records:
-            self.pump()
+            settle(r.slot, _OUTCOMES[r.outcome], r.delay_s, r.reason, r.finished_ms, now)
+        self.acker.wake()
+        self.on_room()
+        self.pump()
         return len(records)
 
     def complete(
@@ -255,6 +281,20 @@ class Dispatcher:
         reason: str = "",
         finished_ms: int = 0,
     ) -> None:
+        """One outcome that did not come through a result (a lost worker, a release)."""
+        self._settle(slot, outcome, delay_s, reason, finished_ms, self.clock())
+        self.acker.wake()
+        self.on_room()
+
+    def _settle(
+        self,
+        slot: int,
+        outcome: Outcome,
+        delay_s: float,
+        reason: str,
+        finished_ms: int,
+        now: float,
+    ) -> None:
         h = self.held.pop(slot, None)
         if h is None:
             return
@@ -264,26 +304,29 @@ class Dispatcher:
         handover = self.limiter.release(h.tenant)
         if handover is not None:
             self.ready.append(handover)
-        self.counters.completed[outcome] += 1
+        counters = self.counters
+        counters.completed[outcome] += 1
         if outcome is Outcome.RELEASED:
-            self.counters.released += 1
+            counters.released += 1
         elif finished_ms and h.sent_ms:
             e2e_ms = max(0, finished_ms - h.sent_ms)
-            self.counters.e2e_sum_ms += e2e_ms
-            self.counters.e2e_histogram[C.bucket_index(e2e_ms * 1_000_000)] += 1
+            counters.e2e_sum_ms += e2e_ms
+            counters.e2e_histogram[C.bucket_index(e2e_ms * 1_000_000)] += 1
         action = self.policy.decide(
             outcome, h.receive_count, delay_s=None if delay_s < 0 else delay_s, reason=reason
         )
-        self._apply(h, action)
-        self.on_room()
+        self._apply(h, action, now)
 
-    def _apply(self, h: Held, action: Action) -> None:
+    def _apply(self, h: Held, action: Action, now: float) -> None:
+        """Stage the ack ``action`` asks for; the caller wakes the acker once per batch."""
         kind = action.kind
         if kind is ActionKind.DELETE:
-            self.acker.add(AckKind.DELETE, AckEntry(h.slot, h.receipt_handle))
+            self.acker.stage(AckKind.DELETE, AckEntry(h.slot, h.receipt_handle), now)
         elif kind is ActionKind.CHANGE_VISIBILITY:
-            self.acker.add(
-                AckKind.VISIBILITY, AckEntry(h.slot, h.receipt_handle, action.visibility_timeout_s)
+            self.acker.stage(
+                AckKind.VISIBILITY,
+                AckEntry(h.slot, h.receipt_handle, action.visibility_timeout_s),
+                now,
             )
         elif kind is ActionKind.DEAD_LETTER:
             if self.dlq_url:
@@ -295,8 +338,8 @@ class Dispatcher:
                     message_id=h.message_id,
                     source_queue=self.queue_url,
                 )
-                self.acker.add(
-                    AckKind.DEAD_LETTER, AckEntry(h.slot, h.receipt_handle, payload=letter)
+                self.acker.stage(
+                    AckKind.DEAD_LETTER, AckEntry(h.slot, h.receipt_handle, payload=letter), now
                 )
             else:
                 # No DLQ configured: never delete it unprocessed; the queue's redrive policy
@@ -309,9 +352,10 @@ class Dispatcher:
                     self.queue_url,
                     action.reason,
                 )
-                self.acker.add(
+                self.acker.stage(
                     AckKind.VISIBILITY,
                     AckEntry(h.slot, h.receipt_handle, self.policy.backoff_s(h.receive_count)),
+                    now,
                 )
 
     # --- time-driven ------------------------------------------------------------------------

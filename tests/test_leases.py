@@ -199,3 +199,39 @@ def test_heap_stays_bounded_under_add_remove_churn() -> None:
 def test_rejects_settings_that_could_not_keep_a_lease(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         LeaseBook(30, **kwargs)  # type: ignore[arg-type]
+
+
+def test_keys_received_together_are_renewed_together_without_the_removed_ones() -> None:
+    leases = book(30)
+    leases.add_many([1, 2, 3], now=0.0)
+    leases.remove(2)
+    assert sorted(r.key for r in leases.due(15.0)) == [1, 3]
+    assert leases.expires_at(1) == leases.expires_at(3) == 45.0
+
+
+def test_a_batch_whose_keys_are_all_gone_is_never_renewed() -> None:
+    leases = book(30)
+    leases.add_many([1, 2], now=0.0)
+    leases.remove(1)
+    leases.remove(2)
+    assert leases.next_deadline() is None
+    assert leases.due(100.0) == []
+
+
+def test_a_key_moved_to_a_newer_batch_is_renewed_with_that_batch_only() -> None:
+    leases = book(30)
+    leases.add_many([1, 2], now=0.0)
+    leases.add_many([2], now=10.0)
+    assert [r.key for r in leases.due(15.0)] == [1]
+    assert [r.key for r in leases.due(25.0)] == [2]
+
+
+def test_batch_churn_keeps_the_heap_bounded() -> None:
+    leases = book(30)
+    for start in range(0, 50_000, 10):
+        keys = range(start, start + 10)
+        leases.add_many(keys, now=0.0)
+        for key in keys:
+            leases.remove(key)
+    assert len(leases) == 0
+    assert len(leases._heap) <= 64 + 1

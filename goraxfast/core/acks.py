@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["SQS_MAX_BATCH", "AckBatch", "AckBatcher", "AckEntry", "AckKind"]
 
@@ -32,9 +33,12 @@ class AckKind(enum.Enum):
     DEAD_LETTER = "dead_letter"
 
 
-@dataclass(frozen=True, slots=True)
-class AckEntry:
-    """One message's pending ack; ``attempts`` counts earlier failed tries of this same entry."""
+class AckEntry(NamedTuple):
+    """One message's pending ack; ``attempts`` counts earlier failed tries of this same entry.
+
+    A NamedTuple, not a frozen dataclass: one is made per message, and a frozen dataclass costs
+    ~0.7 us to build against ~0.2 us for a tuple.
+    """
 
     key: int
     receipt_handle: str
@@ -52,6 +56,7 @@ class AckBatch:
 
 
 _Delivery = tuple[int, str]
+_Pending = OrderedDict[_Delivery, tuple[AckEntry, float]]
 
 
 class AckBatcher:
@@ -65,25 +70,36 @@ class AckBatcher:
         self.max_batch = max_batch
         self.max_age_s = max_age_s
         # OrderedDict, not dict: popping from the front and peeking at the oldest stay O(1).
-        self._pending: dict[AckKind, OrderedDict[_Delivery, tuple[AckEntry, float]]] = {
-            kind: OrderedDict() for kind in AckKind
+        # One attribute per kind as well as the map: AckKind's hash runs in Python, and add()
+        # is called once per message.
+        self._deletes: _Pending = OrderedDict()
+        self._visibility: _Pending = OrderedDict()
+        self._letters: _Pending = OrderedDict()
+        self._pending: dict[AckKind, _Pending] = {
+            AckKind.DELETE: self._deletes,
+            AckKind.VISIBILITY: self._visibility,
+            AckKind.DEAD_LETTER: self._letters,
         }
 
     def add(self, kind: AckKind, entry: AckEntry, now: float) -> None:
         """Queue an ack; see the module notes for what happens to a delivery already pending."""
         delivery = (entry.key, entry.receipt_handle)
-        pending = self._pending[kind]
+        if kind is AckKind.DELETE:
+            pending = self._deletes
+            if delivery not in pending:
+                self._visibility.pop(delivery, None)
+                pending[delivery] = (entry, now)
+            return
         if kind is AckKind.VISIBILITY:
-            if delivery in self._pending[AckKind.DELETE]:
+            if delivery in self._deletes:
                 return
+            pending = self._visibility
             previous = pending.get(delivery)
             pending[delivery] = (entry, now if previous is None else previous[1])
             return
-        if delivery in pending:
-            return
-        if kind is AckKind.DELETE:
-            self._pending[AckKind.VISIBILITY].pop(delivery, None)
-        pending[delivery] = (entry, now)
+        pending = self._letters
+        if delivery not in pending:
+            pending[delivery] = (entry, now)
 
     def due(self, now: float) -> list[AckBatch]:
         """Remove and return every full batch, and each partial batch that is old enough."""

@@ -15,14 +15,17 @@ is not returned at all. Either way the key is reported once by :meth:`LeaseBook.
 stays in the book until removed (the message is still held): its visibility will lapse at
 ``expires_at`` and SQS will deliver it again.
 
-Efficiency: a heap of (due time, serial, key) with lazy deletion; an entry is live only while its
-serial matches the key's current one. The heap is rebuilt when stale entries outnumber live ones.
+Efficiency: keys received together (one receive batch) share one lease, so the per-message cost
+is a dict insert and a dict pop. A heap of (due time, serial, lease) with lazy deletion: an entry
+is live only while its serial matches the lease's and some key still points at the lease. The
+heap is rebuilt when stale entries outnumber live ones.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = ["SQS_MAX_VISIBILITY_S", "LeaseBook", "Renewal"]
@@ -40,12 +43,21 @@ class Renewal:
 
 
 class _Lease:
-    __slots__ = ("expires_at", "received_at", "serial")
+    """One lease, shared by every key received together (one receive batch).
 
-    def __init__(self, received_at: float, expires_at: float, serial: int) -> None:
+    Keys received at one moment expire together and are renewed together, so they share one
+    lease and one heap entry: adding a batch of ten costs one heap push, not ten. ``live`` counts
+    the keys still pointing at this lease; a lease whose keys are all gone is skipped when due.
+    """
+
+    __slots__ = ("expires_at", "keys", "live", "received_at", "serial")
+
+    def __init__(self, received_at: float, expires_at: float, keys: list[int]) -> None:
         self.received_at = received_at
         self.expires_at = expires_at
-        self.serial = serial  # of its live heap entry; -1 once it can no longer be renewed
+        self.keys = keys
+        self.live = len(keys)
+        self.serial = -1  # of its live heap entry; -1 once it can no longer be renewed
 
 
 class LeaseBook:
@@ -76,44 +88,59 @@ class LeaseBook:
         self._margin_s = margin
         self._window_s = group_window_s
         self._leases: dict[int, _Lease] = {}
-        self._heap: list[tuple[float, int, int]] = []
+        self._heap: list[tuple[float, int, _Lease]] = []
         self._serial = 0
+        self._live_leases = 0  # leases with at least one key
         self._capped: list[tuple[int, _Lease]] = []
 
     def add(self, key: int, now: float) -> None:
         """A message received at ``now`` (a key added again starts a fresh lease)."""
-        lease = _Lease(now, now + self.visibility_timeout_s, -1)
-        if self._leases.get(key) is not None:
-            self._maybe_compact()
-        self._leases[key] = lease
+        self.add_many((key,), now)
+
+    def add_many(self, keys: Iterable[int], now: float) -> None:
+        """Messages received together at ``now``: one shared lease, renewed together."""
+        keys = list(keys)
+        if not keys:
+            return
+        lease = _Lease(now, now + self.visibility_timeout_s, keys)
+        leases = self._leases
+        for key in keys:
+            old = leases.get(key)
+            if old is not None:
+                self._drop(old)
+            leases[key] = lease
+        self._live_leases += 1
         if self.visibility_timeout_s:
-            self._schedule(key, lease)
+            self._schedule(lease)
 
     def remove(self, key: int) -> None:
         """Forget a lease (acked or released); unknown keys are fine."""
-        if self._leases.pop(key, None) is not None:
-            self._maybe_compact()
+        lease = self._leases.pop(key, None)
+        if lease is not None:
+            self._drop(lease)
 
     def due(self, now: float) -> list[Renewal]:
         """Renewals to send now; each renewed lease then expires at ``now + timeout_s``."""
         out: list[Renewal] = []
         heap = self._heap
+        leases = self._leases
         horizon = now + self._window_s
         while heap and heap[0][0] <= horizon:
-            _, serial, key = heapq.heappop(heap)
-            lease = self._leases.get(key)
-            if lease is None or lease.serial != serial:
+            _, serial, lease = heapq.heappop(heap)
+            if lease.serial != serial or not lease.live:
                 continue
+            keys = [key for key in lease.keys if leases.get(key) is lease]
+            lease.keys = keys
             left = self.max_visibility_s - (now - lease.received_at) - self.safety_s
             timeout_s = min(self.visibility_timeout_s, math.floor(left))
             lease.serial = -1
             if timeout_s > 0:
                 lease.expires_at = now + timeout_s
-                out.append(Renewal(key, timeout_s))
+                out.extend(Renewal(key, timeout_s) for key in keys)
             if timeout_s == self.visibility_timeout_s:
-                self._schedule(key, lease)
+                self._schedule(lease)
             else:
-                self._capped.append((key, lease))
+                self._capped.extend((key, lease) for key in keys)
         return out
 
     def next_deadline(self) -> float | None:
@@ -124,9 +151,8 @@ class LeaseBook:
         """
         heap = self._heap
         while heap:
-            _, serial, key = heap[0]
-            lease = self._leases.get(key)
-            if lease is not None and lease.serial == serial:
+            _, serial, lease = heap[0]
+            if lease.serial == serial and lease.live:
                 return heap[0][0]
             heapq.heappop(heap)
         return None
@@ -147,17 +173,21 @@ class LeaseBook:
     def __contains__(self, key: object) -> bool:
         return key in self._leases
 
-    def _schedule(self, key: int, lease: _Lease) -> None:
+    def _schedule(self, lease: _Lease) -> None:
         lease.serial = self._serial
         self._serial += 1
-        heapq.heappush(self._heap, (lease.expires_at - self._margin_s, lease.serial, key))
+        heapq.heappush(self._heap, (lease.expires_at - self._margin_s, lease.serial, lease))
 
-    def _maybe_compact(self) -> None:
-        if len(self._heap) <= 2 * len(self._leases) + 64:
-            return
+    def _drop(self, lease: _Lease) -> None:
+        """One key stopped pointing at ``lease``."""
+        lease.live -= 1
+        if lease.live == 0:
+            self._live_leases -= 1
+            if len(self._heap) > 2 * self._live_leases + 64:
+                self._compact()
+
+    def _compact(self) -> None:
         self._heap = [
-            entry
-            for entry in self._heap
-            if (lease := self._leases.get(entry[2])) is not None and lease.serial == entry[1]
+            entry for entry in self._heap if entry[2].live and entry[2].serial == entry[1]
         ]
         heapq.heapify(self._heap)
