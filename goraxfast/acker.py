@@ -133,8 +133,10 @@ class Acker:
         self._wake.set()
 
     def stage(self, kind: AckKind, entry: AckEntry, now: float) -> None:
-        """As :meth:`add` without the wake-up: for callers adding many, who then :meth:`wake`."""
-        self.batcher.add(kind, entry, now)
+        """As :meth:`add` for callers that read the clock once per batch; wakes the sender only
+        when the entry made something due sooner (most entries just join a pending batch)."""
+        if self.batcher.add(kind, entry, now):
+            self._wake.set()
 
     def wake(self) -> None:
         self._wake.set()

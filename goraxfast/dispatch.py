@@ -142,7 +142,6 @@ class Dispatcher:
                     "",
                 )
                 self._apply(h, Action(ActionKind.DEAD_LETTER, reason=f"poison message: {exc}"), now)
-                self.acker.wake()
             else:
                 h = Held(
                     slot,
@@ -251,8 +250,8 @@ class Dispatcher:
     def on_results(self, seat: SeatState) -> int:
         """Read every result the worker has published; returns how many.
 
-        Per-batch work (the clock, waking the acker and the pollers, dispatching) is done once
-        per call, not once per result.
+        Per-batch work (the clock, waking the pollers, dispatching) is done once per call, not
+        once per result; the acker is woken only by entries that make a batch due sooner.
         """
         seat.consumer.clear()
         records = seat.consumer.get_many()
@@ -267,7 +266,6 @@ class Dispatcher:
             if r.duration_ns:
                 observe(r.duration_ns)
             settle(r.slot, _OUTCOMES[r.outcome], r.delay_s, r.reason, r.finished_ms, now)
-        self.acker.wake()
         self.on_room()
         self.pump()
         return len(records)
@@ -283,7 +281,6 @@ class Dispatcher:
     ) -> None:
         """One outcome that did not come through a result (a lost worker, a release)."""
         self._settle(slot, outcome, delay_s, reason, finished_ms, self.clock())
-        self.acker.wake()
         self.on_room()
 
     def _settle(
@@ -318,7 +315,7 @@ class Dispatcher:
         self._apply(h, action, now)
 
     def _apply(self, h: Held, action: Action, now: float) -> None:
-        """Stage the ack ``action`` asks for; the caller wakes the acker once per batch."""
+        """Stage the ack ``action`` asks for (the acker wakes itself when that is needed)."""
         kind = action.kind
         if kind is ActionKind.DELETE:
             self.acker.stage(AckKind.DELETE, AckEntry(h.slot, h.receipt_handle), now)

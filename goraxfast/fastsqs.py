@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import random
 import ssl
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -36,7 +37,7 @@ from botocore.exceptions import BotoCoreError
 from msgspec import UNSET, UnsetType
 
 from goraxfast.config import Config
-from goraxfast.core.sigv4 import SigV4Signer
+from goraxfast.core.sigv4 import SigV4Signer, amz_date
 from goraxfast.dataplane import (
     RETRY_CODES,
     RETRY_STATUSES,
@@ -214,7 +215,9 @@ class FastSQSClient:
             "ssl_context": ssl_context,
         }
         self._rng = rng or random.Random()
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock
+        self._stamp_s = -1
+        self._stamp = ""
         self._signer = SigV4Signer(config.aws_region, "sqs")
         self._quota = RetryQuota()
         self._pool: HTTPPool | None = None
@@ -338,7 +341,7 @@ class FastSQSClient:
             try:
                 frozen = creds.current(loop.time()) or await creds.refresh(loop.time())
                 signed = self._signer.sign(
-                    frozen, "POST", pool.host_header, self._path, "", target, body, self._clock()
+                    frozen, "POST", pool.host_header, self._path, "", target, body, self._now()
                 )
                 headers = [*target, *signed.items(), ("User-Agent", USER_AGENT)]
                 resp = await pool.request(
@@ -368,6 +371,16 @@ class FastSQSClient:
             spent = cost
             await asyncio.sleep(backoff_delay_s(attempt, self._rng.random(), self.backoff_base_s))
             attempt += 1
+
+    def _now(self) -> datetime | str:
+        """The signing time; without an injected clock, its X-Amz-Date text made once a second."""
+        if self._clock is not None:
+            return self._clock()
+        second = int(time.time())
+        if second != self._stamp_s:
+            self._stamp_s = second
+            self._stamp = amz_date(datetime.fromtimestamp(second, UTC))
+        return self._stamp
 
     def _decode(self, decode: Callable[[bytes], T], raw: bytes, operation: str, url: str) -> T:
         try:

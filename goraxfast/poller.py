@@ -35,6 +35,7 @@ class Credits:
         self._held = held
         self._reserved = 0
         self._changed = asyncio.Event()
+        self._needs: list[int] = []  # the room each waiting poller asked for
 
     def free(self) -> int:
         return self.capacity - self._held() - self._reserved
@@ -46,11 +47,17 @@ class Credits:
 
     def give_back(self, count: int) -> None:
         self._reserved -= count
-        self._changed.set()
+        self._wake_if_room()
 
     def changed(self) -> None:
         """Call when held messages went away (a result came back, a message was released)."""
-        self._changed.set()
+        self._wake_if_room()
+
+    def _wake_if_room(self) -> None:
+        # Waking pollers that would find too little room and sleep again costs a task switch per
+        # result batch; only room enough for the least demanding waiter is worth a wake-up.
+        if self._needs and self.free() >= min(self._needs):
+            self._changed.set()
 
     async def wait_for_room(self, at_least: int = 1) -> None:
         """Until ``at_least`` messages fit: a receive for one message costs the server as much
@@ -58,7 +65,11 @@ class Credits:
         at_least = max(1, min(at_least, self.capacity))
         while self.free() < at_least:
             self._changed.clear()
-            await self._changed.wait()
+            self._needs.append(at_least)
+            try:
+                await self._changed.wait()
+            finally:
+                self._needs.remove(at_least)
 
 
 class Poller:

@@ -176,3 +176,14 @@ def test_a_retried_entry_keeps_its_payload_and_attempts() -> None:
 def test_rejects_settings_outside_sqs_limits(max_batch: int, max_age_s: float) -> None:
     with pytest.raises(ValueError):
         AckBatcher(max_batch=max_batch, max_age_s=max_age_s)
+
+
+def test_add_says_to_wake_the_sender_only_when_something_became_due_sooner() -> None:
+    b = AckBatcher(max_batch=3, max_age_s=0.02)
+    assert b.add(AckKind.DELETE, entry(1), now=0.0) is True  # first of its kind: a new deadline
+    assert b.add(AckKind.DELETE, entry(2), now=0.0) is False  # joins the pending batch
+    assert b.add(AckKind.DELETE, entry(3), now=0.0) is True  # the batch is full: due now
+    assert b.add(AckKind.DELETE, entry(3), now=0.0) is False  # a duplicate changes nothing
+    assert b.add(AckKind.VISIBILITY, entry(9, 30), now=0.0) is True
+    assert b.add(AckKind.VISIBILITY, entry(9, 60), now=0.0) is False  # replaced, same age
+    assert b.add(AckKind.VISIBILITY, entry(1, 30), now=0.0) is False  # its delete is pending

@@ -32,3 +32,30 @@ def test_reservations_never_exceed_the_free_room() -> None:
     assert credits.reserve(10) == 0
     credits.give_back(15)
     assert credits.free() == 15
+
+
+async def test_waiters_of_different_needs_each_wake_when_their_room_is_there() -> None:
+    held = [20]
+    credits = Credits(20, lambda: held[0])
+    small = asyncio.ensure_future(credits.wait_for_room(5))
+    large = asyncio.ensure_future(credits.wait_for_room(10))
+    await asyncio.sleep(0)
+    held[0] = 15
+    credits.changed()
+    await asyncio.wait_for(small, 1)  # 5 free: enough for the small one
+    await asyncio.sleep(0)
+    assert not large.done()
+    held[0] = 10
+    credits.changed()
+    await asyncio.wait_for(large, 1)  # not lost although the small one woke first
+
+
+async def test_a_change_that_frees_too_little_for_any_waiter_does_not_wake_them() -> None:
+    held = [20]
+    credits = Credits(20, lambda: held[0])
+    waiter = asyncio.ensure_future(credits.wait_for_room(10))
+    await asyncio.sleep(0)
+    held[0] = 19
+    credits.changed()
+    assert not credits._changed.is_set()  # a wake-up here would be a wasted task switch
+    waiter.cancel()

@@ -81,25 +81,33 @@ class AckBatcher:
             AckKind.DEAD_LETTER: self._letters,
         }
 
-    def add(self, kind: AckKind, entry: AckEntry, now: float) -> None:
-        """Queue an ack; see the module notes for what happens to a delivery already pending."""
+    def add(self, kind: AckKind, entry: AckEntry, now: float) -> bool:
+        """Queue an ack; see the module notes for what happens to a delivery already pending.
+
+        True when this may have made something due sooner (a first entry of its kind, or a
+        full batch): only then does a sender waiting for :meth:`next_deadline` need waking.
+        """
         delivery = (entry.key, entry.receipt_handle)
         if kind is AckKind.DELETE:
             pending = self._deletes
-            if delivery not in pending:
-                self._visibility.pop(delivery, None)
-                pending[delivery] = (entry, now)
-            return
-        if kind is AckKind.VISIBILITY:
+            if delivery in pending:
+                return False
+            self._visibility.pop(delivery, None)
+        elif kind is AckKind.VISIBILITY:
             if delivery in self._deletes:
-                return
+                return False
             pending = self._visibility
             previous = pending.get(delivery)
-            pending[delivery] = (entry, now if previous is None else previous[1])
-            return
-        pending = self._letters
-        if delivery not in pending:
-            pending[delivery] = (entry, now)
+            if previous is not None:
+                pending[delivery] = (entry, previous[1])  # keeps its place and age
+                return False
+        else:
+            pending = self._letters
+            if delivery in pending:
+                return False
+        pending[delivery] = (entry, now)
+        n = len(pending)
+        return n == 1 or n >= self.max_batch
 
     def due(self, now: float) -> list[AckBatch]:
         """Remove and return every full batch, and each partial batch that is old enough."""

@@ -204,13 +204,15 @@ class SigV4Signer:
         query: str,
         headers: Iterable[tuple[str, str]],
         body: bytes,
-        now: datetime,
+        now: datetime | str,
     ) -> dict[str, str]:
         """The headers to add to the request: ``X-Amz-Date``, the token if any, ``Authorization``.
 
         ``host`` is the canonical host (see :func:`canonical_host`); a ``Host`` entry in
         ``headers`` wins over it, as in botocore. The request must not carry a ``Date`` header
         (botocore would sign that instead of ``X-Amz-Date``); headers this adds are replaced.
+        ``now`` may be given as its :func:`amz_date` text, for callers that format it once a
+        second rather than once a request.
         """
         token = credentials.token
         shape = (method, host, path, query, tuple(headers), bool(token))
@@ -219,7 +221,7 @@ class SigV4Signer:
             if len(self._templates) >= _MAX_CACHED_TEMPLATES:
                 self._templates.clear()
             template = self._templates[shape] = _template(*shape)
-        stamp = amz_date(now)
+        stamp = now if isinstance(now, str) else amz_date(now)
         date = stamp[:8]
         payload = template.payload
         if payload is None:

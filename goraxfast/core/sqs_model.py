@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from goraxfast.errors import SQSError
 
 # SQS limits (AWS SQS Developer Guide, "Quotas" and the batch API references).
@@ -34,8 +36,10 @@ _ENTRY_ID = re.compile(r"[A-Za-z0-9_-]{1,80}\Z")
 _BAD_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
-@dataclass(frozen=True, slots=True)
-class ReceivedMessage:
+class ReceivedMessage(msgspec.Struct, frozen=True, gc=False):
+    """One message as ReceiveMessage returned it. A Struct, not a frozen dataclass: one is built
+    per message received, in ~0.1 us against ~0.85 us."""
+
     message_id: str
     receipt_handle: str
     body: bytes
