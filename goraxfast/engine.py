@@ -242,17 +242,43 @@ class Engine:
         for i in range(self.workers):
             self._restarts.spawned(i, now)
             self._zygote.spawn(i)
+        # Wait until each worker is past its worker_init, or has been up for as long as the
+        # restart policy takes to call it started: a slow init (loading a model) must not make
+        # start() wait for it, while an init that fails at once is reported by start() itself.
+        spawned_at = dict.fromkeys(range(self.workers), now)
         waiting = set(range(self.workers))
         deadline = now + 30.0
         while waiting and time.monotonic() < deadline:
-            for ev in self._zygote.wait_events(0.5):
+            for ev in self._zygote.wait_events(0.05):
+                seat = self._seat_states[ev.seat]
                 if ev.kind == EVT_SPAWNED:
-                    self._seat_states[ev.seat].pid = ev.pid
-                    self._seat_states[ev.seat].alive = True
-                    waiting.discard(ev.seat)
-                else:
+                    seat.pid = ev.pid
+                    seat.alive = True
+                    continue
+                ready = seat.seat.counters[C.PID] == ev.pid
+                seat.alive, seat.pid = False, 0
+                seat.seat.reset()
+                verdict = self._restarts.exited(
+                    ev.seat, time.monotonic(), started_any=False, ready=ready
+                )
+                if verdict is Verdict.GIVE_UP:
                     self._zygote.stop()
-                    raise EngineError(f"worker {ev.seat} failed to start ({ev.describe_exit()})")
+                    raise EngineError(
+                        f"worker {ev.seat} failed to start "
+                        f"{self._restarts.start_failures(ev.seat)} times in a row "
+                        f"(last: {ev.describe_exit()}); stopping"
+                    )
+                self.worker_restarts += 1
+                spawned_at[ev.seat] = time.monotonic()
+                self._restarts.spawned(ev.seat, spawned_at[ev.seat])
+                self._zygote.spawn(ev.seat)
+                waiting.add(ev.seat)
+            now = time.monotonic()
+            for i in list(waiting):
+                st = self._seat_states[i]
+                up_long_enough = now - spawned_at[i] >= self._restarts.min_uptime_s
+                if st.alive and (st.seat.counters[C.PID] == st.pid or up_long_enough):
+                    waiting.discard(i)
         if waiting:
             self._zygote.stop()
             raise EngineError(f"workers {sorted(waiting)} did not start within 30 s")
@@ -474,6 +500,7 @@ class Engine:
         seat.alive = False
         seat.pid = 0
         started_any = seat.seat.counters[C.STARTED] > 0
+        ready = seat.seat.counters[C.PID] == ev.pid  # written once worker_init returned
         how = f"worker {ev.seat} (pid {ev.pid}) {ev.describe_exit()}"
         assert self.dispatcher is not None
         lost = len(seat.slots)
@@ -485,7 +512,9 @@ class Engine:
                 self._all_exited.set()
             return
         log.warning("%s with %d deliveries in hand; replacing it", how, lost)
-        verdict = self._restarts.exited(ev.seat, time.monotonic(), started_any=started_any)
+        verdict = self._restarts.exited(
+            ev.seat, time.monotonic(), started_any=started_any, ready=ready
+        )
         if verdict is Verdict.GIVE_UP:
             self._fail(
                 EngineError(

@@ -314,10 +314,53 @@ async def test_a_worker_that_cannot_start_stops_the_engine_with_a_clear_error(
         raise RuntimeError("no database")
 
     engine = Engine(engine_config(config), lambda msg: None, worker_init=broken_init)
+    # Whether start() sees the third failure or the running engine does is a race; the error,
+    # and the exit code `goraxfast run` gives for it, are the same either way.
+    error: BaseException | None
+    try:
+        await engine.start()
+    except EngineError as exc:
+        error = exc
+    else:
+        await asyncio.wait_for(engine.wait(), 30)
+        error = engine.fatal_error
+        assert engine.exit_code == 1
+    assert isinstance(error, EngineError)
+    assert "failed to start 3 times in a row" in str(error)
+
+
+async def test_a_worker_whose_first_start_fails_is_replaced_and_the_engine_runs(
+    config: Config, boto_sqs, tmp_path: Path
+) -> None:
+    def init_fails_first(index: int) -> None:
+        flag = tmp_path / f"tried-{index}"
+        if not flag.exists():
+            flag.touch()
+            raise RuntimeError("database not up yet")
+
+    publish(boto_sqs, config.queue_url, 3)
+    async with Engine(
+        engine_config(config), lambda msg: None, worker_init=init_fails_first
+    ) as engine:
+        await wait_until(lambda: engine.stats().deleted >= 3)
+        assert engine.stats().worker_restarts == 2  # each seat once
+
+
+async def test_a_replacement_worker_that_cannot_start_stops_the_running_engine(
+    config: Config, tmp_path: Path
+) -> None:
+    def init_only_once(index: int) -> None:
+        flag = tmp_path / f"started-{index}"
+        if flag.exists():
+            raise RuntimeError("no database any more")
+        flag.touch()
+
+    engine = Engine(engine_config(config), lambda msg: None, worker_init=init_only_once)
     await engine.start()
+    os.kill(engine.worker_pids()[0], signal.SIGKILL)
     await asyncio.wait_for(engine.wait(), 30)
     assert isinstance(engine.fatal_error, EngineError)
-    assert "failed to start 3 times in a row" in str(engine.fatal_error)
+    assert "worker 0 failed to start 3 times in a row" in str(engine.fatal_error)
     assert engine.exit_code == 1
 
 

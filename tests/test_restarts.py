@@ -94,3 +94,11 @@ def test_ring_records_round_trip_with_binary_bodies() -> None:
     assert DELIVERY_DECODER.decode(DELIVERY_ENCODER.encode(d)) == d
     r = Result(7, 3, -1.0, "ValueError: x", 1500, 99)
     assert RESULT_DECODER.decode(RESULT_ENCODER.encode(r)) == r
+
+
+def test_a_worker_that_never_got_past_its_init_failed_to_start_however_long_it_tried() -> None:
+    policy = RestartPolicy(min_uptime_s=1.0, max_start_failures=2)
+    policy.spawned(0, 0.0)
+    assert policy.exited(0, 60.0, started_any=False, ready=False) is Verdict.RESPAWN
+    policy.spawned(0, 60.0)
+    assert policy.exited(0, 120.0, started_any=False, ready=False) is Verdict.GIVE_UP

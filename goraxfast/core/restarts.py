@@ -18,7 +18,8 @@ class Verdict(enum.Enum):
 
 @dataclass(slots=True)
 class RestartPolicy:
-    """A worker "failed to start" when it exits within ``min_uptime_s`` having started nothing."""
+    """A worker "failed to start" when it exits before it was ready (past ``worker_init``), or
+    within ``min_uptime_s`` having started nothing."""
 
     min_uptime_s: float = 1.0
     max_start_failures: int = 3
@@ -28,9 +29,11 @@ class RestartPolicy:
     def spawned(self, seat: int, now: float) -> None:
         self._spawned_at[seat] = now
 
-    def exited(self, seat: int, now: float, *, started_any: bool) -> Verdict:
+    def exited(self, seat: int, now: float, *, started_any: bool, ready: bool = True) -> Verdict:
+        """``ready``: the worker got past its ``worker_init``. One that did not failed to start
+        however long it tried (an init that fails after a minute must not respawn forever)."""
         uptime = now - self._spawned_at.get(seat, now)
-        if started_any or uptime >= self.min_uptime_s:
+        if started_any or (ready and uptime >= self.min_uptime_s):
             self._start_failures[seat] = 0
             return Verdict.RESPAWN
         failures = self._start_failures.get(seat, 0) + 1
