@@ -18,13 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from goraxfast.core.acks import AckBatch, AckBatcher, AckEntry, AckKind
+from goraxfast.core.acks import SQS_MAX_BATCH, AckBatch, AckBatcher, AckEntry, AckKind
 from goraxfast.errors import QueueDoesNotExistError, SQSError
 from goraxfast.sqs import BatchFailure, BatchResult, DataPlane, SendEntry, chunk_entries, entry_size
 
 log = logging.getLogger("goraxfast.acks")
 
 MAX_ATTEMPTS = 6
+_ENTRY_IDS = tuple(str(i) for i in range(SQS_MAX_BATCH))  # batch entry ids, made once
 MAX_CALLS_IN_FLIGHT = 16
 SQS_MAX_ATTRIBUTES = 10
 _GIVE_UP_CODES = frozenset(
@@ -212,11 +213,14 @@ class Acker:
         entries = batch.entries
         if batch.kind is AckKind.DELETE:
             return await self.dp.delete_batch(
-                [(str(i), e.receipt_handle) for i, e in enumerate(entries)]
+                [(_ENTRY_IDS[i], e.receipt_handle) for i, e in enumerate(entries)]
             )
         if batch.kind is AckKind.VISIBILITY:
             return await self.dp.change_visibility_batch(
-                [(str(i), e.receipt_handle, e.visibility_timeout_s) for i, e in enumerate(entries)]
+                [
+                    (_ENTRY_IDS[i], e.receipt_handle, e.visibility_timeout_s)
+                    for i, e in enumerate(entries)
+                ]
             )
         letters = []
         for i, e in enumerate(entries):

@@ -154,4 +154,5 @@ class AckBatcher:
     def _take(
         kind: AckKind, pending: OrderedDict[_Delivery, tuple[AckEntry, float]], n: int
     ) -> AckBatch:
-        return AckBatch(kind, tuple(pending.popitem(last=False)[1][0] for _ in range(n)))
+        pop = pending.popitem
+        return AckBatch(kind, tuple([pop(False)[1][0] for _ in range(n)]))
