@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import enum
 import logging
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -26,10 +25,10 @@ from goraxfast.core.acks import AckBatcher
 from goraxfast.core.health import HealthStatus
 from goraxfast.core.leases import LeaseBook
 from goraxfast.core.limiter import TenantLimiter
-from goraxfast.core.restarts import RestartPolicy, Verdict
+from goraxfast.core.restarts import Verdict
 from goraxfast.core.retry import RetryPolicy
 from goraxfast.dataplane import ClosableDataPlane, open_data_plane
-from goraxfast.dispatch import ALL_SLOTS, Dispatcher, SeatState
+from goraxfast.dispatch import Dispatcher
 from goraxfast.engine_metrics import EngineStats, engine_families, snapshot
 from goraxfast.errors import EngineError, GoraxfastError
 from goraxfast.handler import Handler, bind_handler
@@ -37,16 +36,15 @@ from goraxfast.http import HealthServer
 from goraxfast.metrics import MetricsCollector
 from goraxfast.poller import Credits, PollCounters, Poller
 from goraxfast.prometheus import queue_families, render
-from goraxfast.shm import Seat, create_seats
 from goraxfast.sqs import DataPlane, SQSClient
-from goraxfast.supervisor import EVT_SPAWNED, WorkerEvent, Zygote
+from goraxfast.supervisor import EVT_SPAWNED, WorkerEvent
+from goraxfast.workforce import Workforce, split_capacity
 
 log = logging.getLogger("goraxfast.engine")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 SUPERVISE_INTERVAL_S = 0.1
-ASYNC_HEARTBEAT_SLACK_S = 2.0
 FINAL_ACK_FLUSH_S = 15.0
 
 
@@ -56,12 +54,6 @@ class State(enum.Enum):
     RUNNING = "running"
     DRAINING = "draining"
     STOPPED = "stopped"
-
-
-def split_capacity(total: int, workers: int) -> list[int]:
-    """Share QUEUE_CONCURRENT_WORKERS among worker processes as evenly as integers allow."""
-    base, extra = divmod(total, workers)
-    return [base + (1 if i < extra else 0) for i in range(workers)]
 
 
 def seat_depth(config: Config, is_async: bool) -> int:
@@ -95,26 +87,24 @@ class Engine:
         worker_init: Callable[[int], None] | None = None,
     ) -> None:
         config.require_queue()
-        self._worker_init = worker_init
         self.config = config
         self.bound = bind_handler(handler)
         self.workers = max(1, min(config.worker_processes, config.concurrent_workers))
-        self._caps = split_capacity(seat_depth(config, self.bound.is_async), self.workers)
+        self._workforce = Workforce(
+            config,
+            self.bound,
+            split_capacity(seat_depth(config, self.bound.is_async), self.workers),
+            worker_init,
+        )
         self._data_plane = data_plane
         self._serve_http = serve_http
         self.state = State.CREATED
         self.exit_code = EXIT_OK
         self.fatal_error: BaseException | None = None
-        self.worker_restarts = 0
         self.started_at = 0.0
-        self._seats: list[Seat] = []
-        self._seat_states: list[SeatState] = []
-        self._zygote: Zygote | None = None
         self._client: SQSClient | None = None
         self._owned_dp: ClosableDataPlane | None = None
         self._dp: DataPlane | None = None
-        self._restarts = RestartPolicy()
-        self._retired = C.WorkerTotals.zero()
         self._poll_counters = PollCounters()
         self._tasks: list[asyncio.Task[Any]] = []
         self._pollers: list[asyncio.Task[Any]] = []
@@ -136,7 +126,7 @@ class Engine:
         """Fork the workers, then run until SIGTERM/SIGINT (twice: force). Returns the exit code."""
         import uvloop
 
-        self._fork_workers()
+        self._workforce.fork()
         return int(uvloop.run(self._run_main()))
 
     async def start(self, *, handle_signals: bool = False) -> None:
@@ -148,8 +138,8 @@ class Engine:
         """
         if self.state is not State.CREATED:
             raise EngineError(f"engine already {self.state.value}")
-        if self._zygote is None:
-            self._fork_workers()
+        if self._workforce.zygote is None:
+            self._workforce.fork()
         try:
             await self._start_io(handle_signals=handle_signals)
         except BaseException:
@@ -169,7 +159,7 @@ class Engine:
         self._forced = True
         if self._force is not None:
             self._force.set()
-        self._kill_workers()
+        self._workforce.kill_all()
 
     async def wait(self) -> None:
         """Until the engine has stopped (by a signal, ``stop()``, or a fatal error)."""
@@ -193,15 +183,16 @@ class Engine:
     def stats(self) -> EngineStats:
         return snapshot(self)
 
+    @property
+    def worker_restarts(self) -> int:
+        """Workers replaced after dying (at start or while running)."""
+        return self._workforce.replaced
+
     def worker_totals(self) -> C.WorkerTotals:
-        totals = C.WorkerTotals.zero()
-        totals.add(self._retired)
-        for seat in self._seats:
-            totals.add_block(seat.counters)
-        return totals
+        return self._workforce.totals()
 
     def worker_pids(self) -> list[int]:
-        return [s.pid for s in self._seat_states if s.alive]
+        return self._workforce.pids()
 
     def health_status(self) -> HealthStatus:
         assert self.metrics is not None
@@ -225,63 +216,6 @@ class Engine:
         return self.http.port if self.http is not None else 0
 
     # --- start ---------------------------------------------------------------------------------
-
-    def _fork_workers(self) -> None:
-        """Shared memory and the zygote before any event loop or client thread exists."""
-        cfg = self.config
-        self._seats = create_seats(self.workers, _ring_bytes(cfg.ring_bytes), C.COUNTER_SLOTS)
-        self._seat_states = [SeatState.of(i, s, self._caps[i]) for i, s in enumerate(self._seats)]
-        self._zygote = Zygote(
-            self._seats,
-            self.bound,
-            process_timeout_s=cfg.process_timeout_s,
-            worker_init=self._worker_init,
-        )
-        self._zygote.start()
-        now = time.monotonic()
-        for i in range(self.workers):
-            self._restarts.spawned(i, now)
-            self._zygote.spawn(i)
-        # Wait until each worker is past its worker_init, or has been up for as long as the
-        # restart policy takes to call it started: a slow init (loading a model) must not make
-        # start() wait for it, while an init that fails at once is reported by start() itself.
-        spawned_at = dict.fromkeys(range(self.workers), now)
-        waiting = set(range(self.workers))
-        deadline = now + 30.0
-        while waiting and time.monotonic() < deadline:
-            for ev in self._zygote.wait_events(0.05):
-                seat = self._seat_states[ev.seat]
-                if ev.kind == EVT_SPAWNED:
-                    seat.pid = ev.pid
-                    seat.alive = True
-                    continue
-                ready = seat.seat.counters[C.PID] == ev.pid
-                seat.alive, seat.pid = False, 0
-                seat.seat.reset()
-                verdict = self._restarts.exited(
-                    ev.seat, time.monotonic(), started_any=False, ready=ready
-                )
-                if verdict is Verdict.GIVE_UP:
-                    self._zygote.stop()
-                    raise EngineError(
-                        f"worker {ev.seat} failed to start "
-                        f"{self._restarts.start_failures(ev.seat)} times in a row "
-                        f"(last: {ev.describe_exit()}); stopping"
-                    )
-                self.worker_restarts += 1
-                spawned_at[ev.seat] = time.monotonic()
-                self._restarts.spawned(ev.seat, spawned_at[ev.seat])
-                self._zygote.spawn(ev.seat)
-                waiting.add(ev.seat)
-            now = time.monotonic()
-            for i in list(waiting):
-                st = self._seat_states[i]
-                up_long_enough = now - spawned_at[i] >= self._restarts.min_uptime_s
-                if st.alive and (st.seat.counters[C.PID] == st.pid or up_long_enough):
-                    waiting.discard(i)
-        if waiting:
-            self._zygote.stop()
-            raise EngineError(f"workers {sorted(waiting)} did not start within 30 s")
 
     async def _start_io(self, *, handle_signals: bool) -> None:
         cfg = self.config
@@ -319,7 +253,7 @@ class Engine:
             max_waiting_total=max(1, cfg.prefetch),
         )
         self.dispatcher = Dispatcher(
-            seats=self._seat_states,
+            seats=self._workforce.states,
             acker=self.acker,
             leases=LeaseBook(cfg.visibility_timeout_s),
             limiter=limiter,
@@ -334,9 +268,9 @@ class Engine:
         dispatcher = self.dispatcher
         self.credits = Credits(capacity, lambda: len(dispatcher.held))
         dispatcher.on_room = self.credits.changed
-        assert self._zygote is not None
-        loop.add_reader(self._zygote.events_fd, self._on_zygote_events)
-        for seat in self._seat_states:
+        assert self._workforce.zygote is not None
+        loop.add_reader(self._workforce.zygote.events_fd, self._on_zygote_events)
+        for seat in self._workforce.states:
             loop.add_reader(seat.consumer.fileno(), dispatcher.on_results, seat)
         source = self._client
         if source is not None:
@@ -448,85 +382,47 @@ class Engine:
         """Timeouts (kill the worker), throttled messages waiting too long, and nothing else."""
         cfg = self.config
         assert self.dispatcher is not None
-        timeout_ns = int(cfg.process_timeout_s * 1e9)
+        workforce = self._workforce
         while True:
             await asyncio.sleep(SUPERVISE_INTERVAL_S)
             self.dispatcher.expire_throttled(time.monotonic(), cfg.throttle_max_wait_s)
-            now_ns = time.monotonic_ns()
-            for seat in self._seat_states:
-                if not seat.alive or seat.timed_out_slot != -1:
-                    continue
-                c = seat.seat.counters
-                if self.bound.is_async:
-                    beat = c[C.HEARTBEAT_NS]
-                    if (
-                        seat.slots
-                        and beat
-                        and now_ns - beat > timeout_ns + ASYNC_HEARTBEAT_SLACK_S * 1e9
-                    ):
-                        self._kill_for_timeout(seat, ALL_SLOTS, "its event loop was blocked")
-                    continue
-                slot = c[C.BUSY_SLOT]
-                since = c[C.BUSY_SINCE_NS]
-                if since and now_ns - since > timeout_ns and c[C.BUSY_SLOT] == slot:
-                    self._kill_for_timeout(seat, slot, f"handler over {cfg.process_timeout_s:g} s")
-
-    def _kill_for_timeout(self, seat: SeatState, slot: int, why: str) -> None:
-        log.warning(
-            "killing worker %d (pid %d): %s (QUEUE_PROCESS_TIMEOUT)", seat.index, seat.pid, why
-        )
-        seat.timed_out_slot = slot
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(seat.pid, signal.SIGKILL)
+            for seat, slot, why in list(workforce.overdue(time.monotonic_ns())):
+                workforce.kill_for_timeout(seat, slot, why)
 
     def _on_zygote_events(self) -> None:
-        assert self._zygote is not None
+        workforce = self._workforce
+        assert workforce.zygote is not None
         try:
-            events = self._zygote.read_events()
+            events = workforce.zygote.read_events()
         except EngineError as exc:
             self._fail(exc)
             return
         for ev in events:
             if ev.kind == EVT_SPAWNED:
-                seat = self._seat_states[ev.seat]
-                seat.pid, seat.alive = ev.pid, True
+                workforce.spawned(ev)
                 if self.dispatcher is not None:
                     self.dispatcher.pump()
-            elif 0 <= ev.seat < len(self._seat_states):
+            elif 0 <= ev.seat < len(workforce.states):
                 self._on_worker_exit(ev)
 
     def _on_worker_exit(self, ev: WorkerEvent) -> None:
-        seat = self._seat_states[ev.seat]
-        seat.alive = False
-        seat.pid = 0
-        started_any = seat.seat.counters[C.STARTED] > 0
-        ready = seat.seat.counters[C.PID] == ev.pid  # written once worker_init returned
+        workforce = self._workforce
+        seat = workforce.states[ev.seat]
+        started_any, ready = workforce.exited(ev)
         how = f"worker {ev.seat} (pid {ev.pid}) {ev.describe_exit()}"
         assert self.dispatcher is not None
         lost = len(seat.slots)
         self.dispatcher.worker_lost(seat, how=how, forced=self._forced)
-        self._retired.add_block(seat.seat.counters)
-        seat.seat.reset()
+        workforce.retire(seat)
         if self.state in (State.DRAINING, State.STOPPED):
-            if not any(s.alive for s in self._seat_states) and self._all_exited is not None:
+            if not workforce.any_alive() and self._all_exited is not None:
                 self._all_exited.set()
             return
         log.warning("%s with %d deliveries in hand; replacing it", how, lost)
-        verdict = self._restarts.exited(
-            ev.seat, time.monotonic(), started_any=started_any, ready=ready
-        )
-        if verdict is Verdict.GIVE_UP:
-            self._fail(
-                EngineError(
-                    f"worker {ev.seat} failed to start {self._restarts.start_failures(ev.seat)} "
-                    f"times in a row (last: {ev.describe_exit()}); stopping"
-                )
-            )
+        if workforce.verdict(ev, started_any=started_any, ready=ready) is Verdict.GIVE_UP:
+            self._fail(EngineError(workforce.give_up_message(ev)))
             return
-        assert self._zygote is not None
-        self.worker_restarts += 1
-        self._restarts.spawned(ev.seat, time.monotonic())
-        self._zygote.spawn(ev.seat)
+        workforce.replace(ev.seat)
 
     def _on_task_done(self, task: asyncio.Task[Any]) -> None:
         """A core task must only end by cancellation: anything else is a bug that would
@@ -548,12 +444,6 @@ class Engine:
         if self._stop_task is None and self.state is State.RUNNING:
             self._stop_task = asyncio.get_running_loop().create_task(self._shutdown(None))
 
-    def _kill_workers(self) -> None:
-        for seat in self._seat_states:
-            if seat.alive and seat.pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(seat.pid, signal.SIGKILL)
-
     # --- stop ----------------------------------------------------------------------------------
 
     async def _shutdown(self, grace_s: float | None) -> None:
@@ -570,11 +460,9 @@ class Engine:
         released = self.dispatcher.release_undispatched()
         self.acker.wake()
         # 3. workers finish what they run, hand back what they have not started, and exit
-        for seat in self._seat_states:
-            seat.seat.counters[C.CONTROL] = C.CONTROL_DRAIN
-            seat.producer.notify()
+        self._workforce.ask_to_drain()
         log.info("draining: %d released unstarted, waiting up to %g s for workers", released, grace)
-        if any(s.alive for s in self._seat_states):
+        if self._workforce.any_alive():
             force = asyncio.ensure_future(self._force.wait())
             exited = asyncio.ensure_future(self._all_exited.wait())
             await asyncio.wait({force, exited}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
@@ -583,7 +471,7 @@ class Engine:
                 if not self._forced:
                     log.warning("grace period over: killing workers still running")
                 self._forced = True
-                self._kill_workers()
+                self._workforce.kill_all()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(exited, 10.0)
             exited.cancel()
@@ -604,14 +492,14 @@ class Engine:
         for sig in self._signals_installed:
             loop.remove_signal_handler(sig)
         self._signals_installed.clear()
-        if self._zygote is not None:
+        workforce = self._workforce
+        if workforce.zygote is not None:
             with contextlib.suppress(Exception):
-                loop.remove_reader(self._zygote.events_fd)
-            for seat in self._seat_states:
+                loop.remove_reader(workforce.zygote.events_fd)
+            for seat in workforce.states:
                 with contextlib.suppress(Exception):
                     loop.remove_reader(seat.consumer.fileno())
-            self._kill_workers()
-            self._zygote.stop()
+            workforce.stop()
         if self.http is not None:
             await self.http.stop()
         if self.metrics is not None:
@@ -620,13 +508,7 @@ class Engine:
             await self._owned_dp.close()
         if self._client is not None:
             await self._client.close()
-        for shared in self._seats:
-            with contextlib.suppress(Exception):
-                shared.close()
+        workforce.close()
         self.state = State.STOPPED
         if self._stopped is not None:
             self._stopped.set()
-
-
-def _ring_bytes(configured: int) -> int:
-    return configured - configured % 8

@@ -40,5 +40,8 @@ class RestartPolicy:
         self._start_failures[seat] = failures
         return Verdict.GIVE_UP if failures >= self.max_start_failures else Verdict.RESPAWN
 
+    def spawned_at(self, seat: int) -> float:
+        return self._spawned_at.get(seat, 0.0)
+
     def start_failures(self, seat: int) -> int:
         return self._start_failures.get(seat, 0)
