@@ -51,7 +51,7 @@ class Config:
     # goraxfast's own settings (named in gorax's style, validated the same way)
     worker_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     pollers: int = 0
-    prefetch: int = 10
+    prefetch: int = 40
     ack_flush_ms: int = 20
     shutdown_grace_s: float = 30.0
     tenant_limits: Mapping[str, int] = field(default_factory=dict)

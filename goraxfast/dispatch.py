@@ -57,7 +57,8 @@ class SeatState:
 
     index: int
     seat: Seat
-    cap: int  # most deliveries this worker may hold at once (its share of QUEUE_CONCURRENT_WORKERS)
+    cap: int  # most deliveries this worker may hold at once while handlers are short
+    shallow_cap: int  # ... while they are long: its share of QUEUE_CONCURRENT_WORKERS
     producer: ChannelProducer
     consumer: ChannelConsumer
     slots: set[int] = field(default_factory=set)
@@ -68,8 +69,9 @@ class SeatState:
     )  # set when the parent kills it for QUEUE_PROCESS_TIMEOUT (ALL_SLOTS: every one)
 
     @classmethod
-    def of(cls, index: int, seat: Seat, cap: int) -> SeatState:
-        return cls(index, seat, cap, seat.down.producer(), seat.up.consumer())
+    def of(cls, index: int, seat: Seat, cap: int, shallow_cap: int | None = None) -> SeatState:
+        shallow = cap if shallow_cap is None else min(cap, shallow_cap)
+        return cls(index, seat, cap, shallow, seat.down.producer(), seat.up.consumer())
 
 
 @dataclass(slots=True)
@@ -194,7 +196,10 @@ class Dispatcher:
 
         A worker takes up to :meth:`BurstSizer.run_length` deliveries in a row before the next
         least-loaded one is chosen: whole batches when handlers are short (fewer wake-ups),
-        one at a time when they are long (even load).
+        one at a time when they are long (even load). Short handlers may also queue deeper in
+        a worker's ring (``cap``); long ones only up to ``shallow_cap``, so that prefetched
+        messages wait in the parent, where whichever worker frees up first takes them, rather
+        than behind one slow handler.
         """
         if not self.ready or not self.accepting:
             return
@@ -202,13 +207,14 @@ class Dispatcher:
         held = self.held
         encode = DELIVERY_ENCODER.encode
         run = self.bursts.run_length()
+        deep = run > 1
         touched: set[SeatState] = set()
         dispatched = 0
         while ready:
-            seat = self._pick_seat()
+            seat = self._pick_seat(deep)
             if seat is None:
                 break
-            room = min(seat.cap - len(seat.slots), run)
+            room = min((seat.cap if deep else seat.shallow_cap) - len(seat.slots), run)
             put = seat.producer.put
             slots = seat.slots
             full = False
@@ -237,13 +243,13 @@ class Dispatcher:
         for seat in touched:
             seat.producer.notify()
 
-    def _pick_seat(self) -> SeatState | None:
+    def _pick_seat(self, deep: bool = True) -> SeatState | None:
         best: SeatState | None = None
         best_room = 0
         for seat in self.seats:
             if not seat.alive:
                 continue
-            room = seat.cap - len(seat.slots)
+            room = (seat.cap if deep else seat.shallow_cap) - len(seat.slots)
             if room > best_room:
                 best, best_room = seat, room
         return best

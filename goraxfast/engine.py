@@ -61,9 +61,11 @@ def seat_depth(config: Config, is_async: bool) -> int:
 
     An ``async def`` worker runs everything it holds at once, so its share of
     QUEUE_CONCURRENT_WORKERS is a real concurrency cap. A ``def`` worker runs one handler at a
-    time, so what it holds beyond that is queue: there the prefetched messages wait in its ring
-    rather than in the parent, and a receive of ten reaches one worker with one wake-up instead
-    of two half-batches with two (measured on fauxqs: worker CPU 11.4 -> 7.9 us per message).
+    time, so what it holds beyond that is queue: while handlers are short the prefetched
+    messages wait in its ring rather than in the parent, and a receive of ten reaches one worker
+    with one wake-up instead of two half-batches with two (measured on fauxqs: worker CPU 11.4
+    -> 7.9 us per message). While handlers are long, the dispatcher keeps to the shallow share
+    of QUEUE_CONCURRENT_WORKERS (see :meth:`Dispatcher.pump`).
     """
     if is_async:
         return config.concurrent_workers
@@ -95,6 +97,7 @@ class Engine:
             self.bound,
             split_capacity(seat_depth(config, self.bound.is_async), self.workers),
             worker_init,
+            shallow_caps=split_capacity(config.concurrent_workers, self.workers),
         )
         self._data_plane = data_plane
         self._serve_http = serve_http

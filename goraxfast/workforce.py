@@ -45,10 +45,12 @@ class Workforce:
         bound: BoundHandler,
         caps: list[int],
         worker_init: Callable[[int], None] | None,
+        shallow_caps: list[int] | None = None,
     ) -> None:
         self.config = config
         self.bound = bound
         self.caps = caps
+        self.shallow_caps = shallow_caps or caps
         self.worker_init = worker_init
         self.seats: list[Seat] = []
         self.states: list[SeatState] = []
@@ -71,7 +73,9 @@ class Workforce:
         cfg = self.config
         n = len(self.caps)
         self.seats = create_seats(n, _ring_bytes(cfg.ring_bytes), C.COUNTER_SLOTS)
-        self.states = [SeatState.of(i, s, self.caps[i]) for i, s in enumerate(self.seats)]
+        self.states = [
+            SeatState.of(i, s, self.caps[i], self.shallow_caps[i]) for i, s in enumerate(self.seats)
+        ]
         self.zygote = Zygote(
             self.seats,
             self.bound,
