@@ -1,0 +1,96 @@
+"""How the dispatcher hands deliveries to workers: in runs for short handlers, dealt for long.
+
+Real shared-memory seats and the real dispatcher, no workers: each test reads what landed in
+which worker's ring. The acker is never reached by a pump, so its data plane is a stub.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from goraxfast.acker import Acker
+from goraxfast.core import counters as C
+from goraxfast.core.acks import AckBatcher
+from goraxfast.core.leases import LeaseBook
+from goraxfast.core.limiter import TenantLimiter
+from goraxfast.core.message import ExecutionMessage, encode_message
+from goraxfast.core.retry import RetryPolicy
+from goraxfast.dispatch import Dispatcher, SeatState
+from goraxfast.shm import create_seats
+from goraxfast.sqs import ReceivedMessage
+
+SHORT_NS = 5_000  # a no-op handler
+LONG_NS = 2_000_000_000  # a two-second job
+
+
+@pytest.fixture
+def seats() -> Iterator[list[SeatState]]:
+    made = create_seats(2, 64 * 1024, C.COUNTER_SLOTS)
+    states = [SeatState.of(i, s, cap=10, shallow_cap=1) for i, s in enumerate(made)]
+    for state in states:
+        state.alive = True
+    yield states
+    for seat in made:
+        seat.close()
+
+
+def dispatcher(seats: list[SeatState]) -> Dispatcher:
+    acker = Acker(
+        AckBatcher(),
+        object(),
+        queue_url="q",
+        dlq_url="",
+        clock=time.monotonic,  # type: ignore[arg-type]
+    )
+    return Dispatcher(
+        seats=seats,
+        acker=acker,
+        leases=LeaseBook(30),
+        limiter=TenantLimiter(100, max_waiting_per_tenant=100, max_waiting_total=100),
+        policy=RetryPolicy(),
+        clock=time.monotonic,
+        queue_url="q",
+        dlq_url="",
+        throttle_release_delay_s=5,
+    )
+
+
+def receive(d: Dispatcher, count: int) -> None:
+    body = encode_message(
+        ExecutionMessage.new(tenant_id="t", workflow_id="w", workflow_version=1, trigger_type="x")
+    )
+    d.on_received([ReceivedMessage(f"m{i}", f"rh{i}", body, 1, 0, 0, {}) for i in range(count)])
+
+
+def held_by_seat(seats: list[SeatState]) -> list[int]:
+    return [len(s.slots) for s in seats]
+
+
+def test_before_any_handler_finished_deliveries_are_dealt_one_per_worker(
+    seats: list[SeatState],
+) -> None:
+    d = dispatcher(seats)
+    receive(d, 10)
+    assert held_by_seat(seats) == [1, 1]  # the shallow share: the rest wait in the parent
+    assert len(d.ready) == 8
+
+
+def test_short_handlers_get_a_whole_receive_in_one_worker(seats: list[SeatState]) -> None:
+    d = dispatcher(seats)
+    d.bursts.observe(SHORT_NS)
+    receive(d, 10)
+    assert sorted(held_by_seat(seats)) == [0, 10]
+    assert not d.ready
+
+
+def test_long_handlers_are_dealt_to_the_least_loaded_worker_and_held_back_beyond(
+    seats: list[SeatState],
+) -> None:
+    d = dispatcher(seats)
+    d.bursts.observe(LONG_NS)
+    receive(d, 4)
+    assert held_by_seat(seats) == [1, 1]
+    assert len(d.ready) == 2  # not queued behind a two-second job in a worker's ring
