@@ -39,6 +39,7 @@ from bench.workload import (
     messages,
     publish_gorax,
     run_tag,
+    warm_up_server,
 )
 from goraxfast.config import Config
 from goraxfast.core.message import ExecutionMessage, encode_message
@@ -267,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[Sample]] = {k: [] for k in kinds}
     server = Fauxqs().start() if {"engine", "http"} & set(kinds) else None
     try:
+        if server is not None:
+            warm_up_server(server.endpoint, 10_000)  # past Node's JIT warm-up
         for run in range(args.runs):
             for kind in kinds:
                 if kind == "engine":
