@@ -131,36 +131,30 @@ class Dispatcher:
         accepted: list[Held] = []
         slot = self._next_slot
         for m in messages:
+            problem: MessageError | None = None
             try:
                 tenant = decode_message(m.body).tenant_id
             except MessageError as exc:
-                self.counters.poison += 1
-                h = Held(
-                    slot,
-                    m.message_id,
-                    m.receipt_handle,
-                    m.receive_count,
-                    m.first_received_ms,
-                    m.sent_ms,
-                    m.body,
-                    m.message_attributes,
-                    "",
-                )
-                self._apply(h, Action(ActionKind.DEAD_LETTER, reason=f"poison message: {exc}"), now)
-            else:
-                h = Held(
-                    slot,
-                    m.message_id,
-                    m.receipt_handle,
-                    m.receive_count,
-                    m.first_received_ms,
-                    m.sent_ms,
-                    m.body,
-                    m.message_attributes,
-                    tenant,
-                )
+                tenant, problem = "", exc
+            h = Held(
+                slot,
+                m.message_id,
+                m.receipt_handle,
+                m.receive_count,
+                m.first_received_ms,
+                m.sent_ms,
+                m.body,
+                m.message_attributes,
+                tenant,
+            )
+            if problem is None:
                 held[slot] = h
                 accepted.append(h)
+            else:
+                self.counters.poison += 1
+                self._apply(
+                    h, Action(ActionKind.DEAD_LETTER, reason=f"poison message: {problem}"), now
+                )
             slot += 1
         self._next_slot = slot
         self.counters.received += len(messages)

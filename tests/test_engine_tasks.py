@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -17,29 +16,21 @@ import pytest
 from goraxfast.config import Config
 from goraxfast.engine import Engine
 from goraxfast.errors import EngineError
-from goraxfast.sqs import BatchResult, SendEntry
+from profiles.breakdown import InMemoryPlane
 
 
-class _ReceivesWhatNobodyCanRead:
+class _ReceivesWhatNobodyCanRead(InMemoryPlane):
     """Answers ReceiveMessage with an object the dispatcher cannot read; acks succeed."""
 
     def __init__(self) -> None:
+        super().__init__(0)
         self.receives = 0
 
-    async def receive(
+    async def receive(  # type: ignore[override]
         self, max_messages: int, wait_time_s: int, visibility_timeout_s: int
     ) -> list[Any]:
         self.receives += 1
         return [object()]
-
-    async def delete_batch(self, entries: Sequence[tuple[str, str]]) -> BatchResult:
-        return BatchResult(tuple(e[0] for e in entries), ())
-
-    async def change_visibility_batch(self, entries: Sequence[tuple[str, str, int]]) -> BatchResult:
-        return BatchResult(tuple(e[0] for e in entries), ())
-
-    async def send_batch(self, queue_url: str, entries: Sequence[SendEntry]) -> BatchResult:
-        return BatchResult(tuple(e.id for e in entries), ())
 
 
 async def test_a_poller_killed_by_a_bug_stops_the_engine_with_exit_code_1(
