@@ -137,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m profiles.run", description=__doc__)
     p.add_argument("--server", default="fauxqs", help="fauxqs | localstack")
     p.add_argument(
-        "--messages", type=int, default=60000, help="pre-filled: enough to stay busy all window"
+        "--messages", type=int, default=80000, help="pre-filled: enough to stay busy all window"
     )
-    p.add_argument("--warmup", type=int, default=1000)
+    p.add_argument("--warmup", type=int, default=3000, help="handled before recording")
     p.add_argument("--duration", type=int, default=4, help="seconds recorded")
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     p.add_argument("--handler", default="noop")
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pre-filling {args.messages} messages on {args.server} ...", file=sys.stderr)
         publish_gorax(server.endpoint, queue.url, messages(args.messages, tag))
         records = out / "records.bin"
-        records.touch()
+        records.write_bytes(b"")  # an --out folder used before keeps its old records
         name = f"goraxfast-{args.sqs_client}"
         ctx = LaunchContext(
             server.endpoint,
