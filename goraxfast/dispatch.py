@@ -49,6 +49,7 @@ class Held:
 ALL_SLOTS = -2
 _OUTCOMES: tuple[Outcome, ...] = tuple(sorted(Outcome, key=int))  # by value: Outcome(i) is slow
 assert all(int(o) == i for i, o in enumerate(_OUTCOMES))
+_N_OUTCOMES = len(_OUTCOMES)
 
 
 @dataclass(slots=True, eq=False)
@@ -269,6 +270,8 @@ class Dispatcher:
             if r.duration_ns:
                 ran_ns += r.duration_ns
                 ran += 1
+            if not 0 <= r.outcome < _N_OUTCOMES:
+                raise ValueError(f"result for slot {r.slot} has no outcome {r.outcome}")
             settle(r.slot, _OUTCOMES[r.outcome], r.delay_s, r.reason, r.finished_ms, now)
         if ran:
             self.bursts.observe(ran_ns // ran)  # one observation per batch: their mean

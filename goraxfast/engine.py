@@ -272,9 +272,9 @@ class Engine:
         self.credits = Credits(capacity, lambda: len(dispatcher.held))
         dispatcher.on_room = self.credits.changed
         assert self._workforce.zygote is not None
-        loop.add_reader(self._workforce.zygote.events_fd, self._on_zygote_events)
+        loop.add_reader(self._workforce.zygote.events_fd, self._guarded, self._on_zygote_events)
         for seat in self._workforce.states:
-            loop.add_reader(seat.consumer.fileno(), dispatcher.on_results, seat)
+            loop.add_reader(seat.consumer.fileno(), self._guarded, dispatcher.on_results, seat)
         source = self._client
         if source is not None:
             self.metrics = MetricsCollector(
@@ -318,6 +318,10 @@ class Engine:
             len(self._pollers),
             cfg.queue_url,
         )
+        if self.fatal_error is not None:
+            # Something failed while the engine was starting (a worker that cannot start, say):
+            # _fail() could only record it then; act on it now.
+            self._stop_task = loop.create_task(self._shutdown(None))
 
     async def _dlq_max_message_bytes(self) -> int:
         """The DLQ's own MaximumMessageSize, so that dead-letter batches are sized to it."""
@@ -427,10 +431,28 @@ class Engine:
             return
         workforce.replace(ev.seat)
 
+    def _guarded(self, callback: Callable[..., object], *args: object) -> None:
+        """Run an event-loop reader callback; an exception in it is a bug that stops the engine.
+
+        asyncio would only log it and go on: results read off a ring but not settled would then
+        hold their capacity (and have their visibility extended) for good.
+        """
+        try:
+            callback(*args)
+        except Exception as exc:
+            log.error("%s failed", getattr(callback, "__qualname__", callback), exc_info=exc)
+            self._fail(
+                EngineError(f"{getattr(callback, '__qualname__', callback)} failed: {exc!r}")
+            )
+
     def _on_task_done(self, task: asyncio.Task[Any]) -> None:
         """A core task must only end by cancellation: anything else is a bug that would
         otherwise leave the engine running but stalled (a poller gone, acks no longer sent)."""
-        if task.cancelled() or self.state is not State.RUNNING:
+        if task.cancelled():
+            return
+        if self.state is not State.RUNNING:
+            if task.exception() is not None:  # not the cause of the stop, but never silent
+                log.error("%s failed while stopping", task.get_name(), exc_info=task.exception())
             return
         exc = task.exception()
         if exc is None:

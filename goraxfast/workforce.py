@@ -95,8 +95,9 @@ class Workforce:
                 started_any, ready = self.exited(ev)
                 self.retire(self.states[ev.seat])
                 if self.verdict(ev, started_any=started_any, ready=ready) is Verdict.GIVE_UP:
-                    self.zygote.stop()
-                    raise EngineError(self.give_up_message(ev))
+                    message = self.give_up_message(ev)
+                    self._abandon()
+                    raise EngineError(message)
                 self.replace(ev.seat)
                 waiting.add(ev.seat)
             now = time.monotonic()
@@ -106,10 +107,17 @@ class Workforce:
                 if st.alive and (st.seat.counters[C.PID] == st.pid or settled):
                     waiting.discard(i)
         if waiting:
-            self.zygote.stop()
+            self._abandon()
             raise EngineError(
                 f"workers {sorted(waiting)} did not start within {START_TIMEOUT_S:g} s"
             )
+
+    def _abandon(self) -> None:
+        """A start that failed: nothing forked or mapped is left, and a new start begins anew."""
+        self.stop()
+        self.close()
+        self.zygote = None
+        self.seats, self.states = [], []
 
     # --- events from the zygote ----------------------------------------------------------------
 

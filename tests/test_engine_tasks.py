@@ -53,3 +53,71 @@ async def test_a_poller_killed_by_a_bug_stops_the_engine_with_exit_code_1(
     assert "goraxfast-poller-0 failed" in str(engine.fatal_error)
     assert engine.exit_code == 1
     assert any("goraxfast-poller-0 failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_bug_in_reading_results_stops_the_engine_with_exit_code_1(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Results are read by an event-loop callback, not a task: asyncio alone would only log."""
+    from goraxfast.dispatch import Dispatcher
+
+    original = Dispatcher.on_results
+    calls = []
+
+    def broken(self: Dispatcher, seat: Any) -> int:
+        calls.append(seat)
+        if len(calls) == 1:  # once: the engine must stop because of it, then stop quickly
+            raise RuntimeError("bookkeeping bug")
+        return original(self, seat)
+
+    monkeypatch.setattr(Dispatcher, "on_results", broken)
+    config = Config(
+        queue_url="http://127.0.0.1:1/000000000000/never-contacted",
+        worker_processes=1,
+        health_port=0,
+        shutdown_grace_s=5,
+    )
+    engine = Engine(config, lambda msg: None, data_plane=InMemoryPlane(20), serve_http=False)
+    await engine.start()
+    await asyncio.wait_for(engine.wait(), 30)
+    assert isinstance(engine.fatal_error, EngineError)
+    assert "bookkeeping bug" in str(engine.fatal_error)
+    assert engine.exit_code == 1
+
+
+@pytest.mark.slow
+async def test_a_worker_that_gives_up_while_the_engine_is_still_starting_stops_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """start() returns before a slow worker_init ends; if that init then fails three times
+    while the engine is still starting (its HTTP server slow to come up, here), the failure
+    must still stop the engine once it runs, not leave it running without workers."""
+    import time
+
+    from goraxfast.http import HealthServer
+
+    def init_fails_slowly(index: int) -> None:
+        time.sleep(1.2)  # longer than the 1 s start() waits for an init
+        raise RuntimeError("no database")
+
+    started = HealthServer.start
+
+    async def slow_start(self: HealthServer) -> None:
+        await asyncio.sleep(5)
+        await started(self)
+
+    monkeypatch.setattr(HealthServer, "start", slow_start)
+    config = Config(
+        queue_url="http://127.0.0.1:1/000000000000/never-contacted",
+        worker_processes=1,
+        health_port=0,
+        shutdown_grace_s=5,
+    )
+    engine = Engine(
+        config, lambda msg: None, data_plane=InMemoryPlane(0), worker_init=init_fails_slowly
+    )
+    await engine.start()
+    await asyncio.wait_for(engine.wait(), 30)
+    assert isinstance(engine.fatal_error, EngineError)
+    assert "failed to start 3 times in a row" in str(engine.fatal_error)
+    assert engine.exit_code == 1

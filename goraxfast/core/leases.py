@@ -99,7 +99,7 @@ class LeaseBook:
 
     def add_many(self, keys: Iterable[int], now: float) -> None:
         """Messages received together at ``now``: one shared lease, renewed together."""
-        keys = list(keys)
+        keys = list(dict.fromkeys(keys))  # a key given twice is one message
         if not keys:
             return
         lease = _Lease(now, now + self.visibility_timeout_s, keys)
