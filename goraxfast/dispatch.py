@@ -65,6 +65,7 @@ class SeatState:
     slots: set[int] = field(default_factory=set)
     pid: int = 0
     alive: bool = False
+    ready: bool = False  # past worker_init (seen once its pid is in its counter block)
     timed_out_slot: int = (
         -1
     )  # set when the parent kills it for QUEUE_PROCESS_TIMEOUT (ALL_SLOTS: every one)
@@ -239,11 +240,18 @@ class Dispatcher:
             seat.producer.notify()
 
     def _pick_seat(self, deep: bool = True) -> SeatState | None:
+        """The live, ready worker with the most room. A worker still in its worker_init (which
+        may load a model for minutes) gets nothing: deliveries wait in the parent for a worker
+        that can run them. It announces readiness by waking the parent with an empty ring."""
         best: SeatState | None = None
         best_room = 0
         for seat in self.seats:
             if not seat.alive:
                 continue
+            if not seat.ready:
+                if not seat.pid or seat.seat.counters[C.PID] != seat.pid:
+                    continue
+                seat.ready = True
             room = (seat.cap if deep else seat.shallow_cap) - len(seat.slots)
             if room > best_room:
                 best, best_room = seat, room
@@ -260,6 +268,7 @@ class Dispatcher:
         seat.consumer.clear()
         records = seat.consumer.get_many()
         if not records:
+            self.pump()  # a worker that just got past its worker_init, or a spurious wake-up
             return 0
         now = self.clock()
         settle = self._settle

@@ -123,7 +123,7 @@ class Workforce:
 
     def spawned(self, ev: WorkerEvent) -> SeatState:
         seat = self.states[ev.seat]
-        seat.pid, seat.alive = ev.pid, True
+        seat.pid, seat.alive, seat.ready = ev.pid, True, False
         return seat
 
     def exited(self, ev: WorkerEvent) -> tuple[bool, bool]:
@@ -132,7 +132,7 @@ class Workforce:
         counters = seat.seat.counters
         started_any = counters[C.STARTED] > 0
         ready = counters[C.PID] == ev.pid
-        seat.alive, seat.pid = False, 0
+        seat.alive, seat.pid, seat.ready = False, 0, False
         return started_any, ready
 
     def retire(self, seat: SeatState) -> None:

@@ -30,8 +30,10 @@ LONG_NS = 2_000_000_000  # a two-second job
 def seats() -> Iterator[list[SeatState]]:
     made = create_seats(2, 64 * 1024, C.COUNTER_SLOTS)
     states = [SeatState.of(i, s, cap=10, shallow_cap=1) for i, s in enumerate(made)]
-    for state in states:
+    for i, state in enumerate(states):
         state.alive = True
+        state.pid = 1000 + i
+        state.seat.counters[C.PID] = state.pid  # what a worker writes once past worker_init
     yield states
     for seat in made:
         seat.close()
@@ -94,3 +96,16 @@ def test_long_handlers_are_dealt_to_the_least_loaded_worker_and_held_back_beyond
     receive(d, 4)
     assert held_by_seat(seats) == [1, 1]
     assert len(d.ready) == 2  # not queued behind a two-second job in a worker's ring
+
+
+def test_a_worker_still_in_its_init_gets_nothing_until_it_is_ready(
+    seats: list[SeatState],
+) -> None:
+    d = dispatcher(seats)
+    seats[1].seat.counters[C.PID] = 0  # worker 1 is still loading its model
+    d.bursts.observe(LONG_NS)
+    receive(d, 4)
+    assert held_by_seat(seats) == [1, 0]
+    seats[1].seat.counters[C.PID] = seats[1].pid
+    assert d.on_results(seats[1]) == 0  # its wake-up with an empty ring
+    assert held_by_seat(seats) == [1, 1]

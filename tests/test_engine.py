@@ -346,6 +346,27 @@ async def test_a_worker_whose_first_start_fails_is_replaced_and_the_engine_runs(
         assert engine.stats().worker_restarts == 2  # each seat once
 
 
+async def test_messages_are_not_held_by_a_worker_still_in_its_init(
+    config: Config, boto_sqs, tmp_path: Path
+) -> None:
+    trace = tmp_path / "trace"
+
+    def slow_init_on_worker_1(index: int) -> None:
+        if index == 1:
+            time.sleep(10)  # loading a model, say
+
+    def handler(msg, info):  # type: ignore[no-untyped-def]
+        append(trace, info.worker_index)
+
+    publish(boto_sqs, config.queue_url, 6)
+    cfg = engine_config(config, worker_processes=2)
+    async with Engine(cfg, handler, worker_init=slow_init_on_worker_1) as engine:
+        await wait_until(lambda: engine.stats().deleted >= 6, timeout_s=9)
+        # Worker 1 was still initialising the whole time: everything ran on worker 0.
+        assert {line[0] for line in trace_lines(trace)} == {"0"}
+        await engine.stop(grace_s=0)
+
+
 async def test_a_replacement_worker_that_cannot_start_stops_the_running_engine(
     config: Config, tmp_path: Path
 ) -> None:
