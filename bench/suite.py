@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
 import math
 import shutil
 import subprocess
@@ -36,11 +35,6 @@ RESULTS = ROOT / "bench" / "results"
 #: (see bench.workload.warm_up_server). Not moto (slow with depth, tests only) and never an
 #: external endpoint: that may be real AWS, billed per request.
 WARM_UP_MESSAGES = {"fauxqs": 5_000, "localstack": 1_000}
-
-
-def fast_data_plane_available() -> bool:
-    """goraxfast-fast runs only once goraxfast/dataplane.py (another developer's work) exists."""
-    return importlib.util.find_spec("goraxfast.dataplane") is not None
 
 
 @dataclass
@@ -157,9 +151,6 @@ def main(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown contenders: {unknown}; known: {', '.join(CONTENDERS)}", file=sys.stderr)
         return 2
-    if "goraxfast-fast" in contenders and not fast_data_plane_available():
-        print("goraxfast/dataplane.py not present yet: skipping goraxfast-fast", file=sys.stderr)
-        contenders.remove("goraxfast-fast")
     servers: list[BenchServer] = (
         [External(args.endpoint, pid=args.server_pid)]
         if args.endpoint
@@ -205,9 +196,7 @@ def main(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     counts = message_counts(args.messages)
-    scaling_order = [
-        c for c in SCALING_ORDER if c != "goraxfast-fast" or fast_data_plane_available()
-    ]
+    scaling_order = list(SCALING_ORDER)
     scaling_workers = [int(w) for w in args.scaling_workers.split(",") if w]
     per_server = len(contenders) * args.runs
     total = (
