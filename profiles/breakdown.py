@@ -136,10 +136,12 @@ def _fresh_queue(endpoint: str, count: int) -> BenchQueue:
     return queue
 
 
-def engine_on_server(endpoint: str, measured: int) -> Sample:
+def engine_on_server(endpoint: str, measured: int, prefetch: int | None = None) -> Sample:
     queue = _fresh_queue(endpoint, _supply(measured))
     try:
         config = bench_config(endpoint, queue.url).with_(worker_processes=2, health_port=0)
+        if prefetch is not None:
+            config = config.with_(prefetch=prefetch)
         engine = Engine(config, noop, serve_http=False)
         return uvloop.run(_engine_window(engine, measured))
     finally:
@@ -258,10 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--only", choices=("engine", "http", "memory"), help="one measurement instead of all"
     )
+    p.add_argument("--prefetch", type=int, help="QUEUE_PREFETCH for the engine (default: Config's)")
     args = p.parse_args(argv)
     kinds = [args.only] if args.only else ["engine", "http", "memory"]
     names = {
-        "engine": "engine on fauxqs (no-op handler, Config defaults, 2 workers)",
+        "engine": "engine on fauxqs (no-op handler, "
+        + ("Config defaults" if args.prefetch is None else f"QUEUE_PREFETCH={args.prefetch}")
+        + ", 2 workers)",
         "http": "HTTP floor: FastSQSClient receive(10) + delete_batch(10), 2 loops",
         "memory": "engine on an in-memory data plane (no HTTP)",
     }
@@ -274,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             for kind in kinds:
                 if kind == "engine":
                     assert server is not None
-                    s = engine_on_server(server.endpoint, args.messages)
+                    s = engine_on_server(server.endpoint, args.messages, args.prefetch)
                 elif kind == "http":
                     assert server is not None
                     s = http_floor(server.endpoint, args.messages)
