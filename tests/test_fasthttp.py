@@ -24,6 +24,7 @@ from goraxfast.fasthttp import (
     HTTPPool,
     ProtocolError,
     ResponseTimeout,
+    head_fields,
 )
 from goraxfast.local import free_port
 
@@ -203,6 +204,25 @@ async def test_interim_100_continue_is_skipped(pools: list[HTTPPool]) -> None:
         assert await get(pool) == (200, b"ok")
 
 
+async def test_headers_are_those_of_the_final_answer_after_100_continue(
+    pools: list[HTTPPool],
+) -> None:
+    answer = b"HTTP/1.1 100 Continue\r\nX-Interim: yes\r\n\r\n" + (
+        b"HTTP/1.1 400 Bad Request\r\nX-Amzn-Query-Error: Bad;Sender\r\nContent-Length: 2\r\n\r\nno"
+    )
+    async with Server(answering(answer)) as server:
+        pools.append(pool := HTTPPool(server.origin))
+        resp = await pool.request("POST", "/", [], b"", timeout_s=5)
+    assert (resp.status, resp.body) == (400, b"no")
+    assert resp.headers == {"x-amzn-query-error": "Bad;Sender", "content-length": "2"}
+
+
+def test_head_fields_join_folded_lines_and_keep_a_head_cut_short() -> None:
+    folded = b"HTTP/1.1 200 OK\r\nX-Long: one\r\n  two\r\nX-B:3\r\n\r\nbody: not a header"
+    assert head_fields(folded) == [(b"X-Long", b"one two"), (b"X-B", b"3")]
+    assert head_fields(b"HTTP/1.1 200 OK\r\nX-A: 1\r\nX-B: 2") == [(b"X-A", b"1"), (b"X-B", b"2")]
+
+
 # --- keep-alive and the pool -------------------------------------------------------------------
 
 
@@ -327,6 +347,31 @@ async def test_slow_response_times_out_and_drops_its_connection(pools: list[HTTP
         with pytest.raises(ResponseTimeout) as info:
             await get(pool, timeout_s=0.1)
         assert info.value.sent and pool.open_connections == 0
+
+
+async def test_each_exchange_keeps_its_own_deadline(pools: list[HTTPPool]) -> None:
+    """A short deadline started after a long one still fires on time, and only for its own."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        if n == 1:  # the long exchange is answered once the short one has timed out
+            await released.wait()
+            writer.write(OK)
+        await reader.read()
+
+    released = asyncio.Event()
+    async with Server(handler) as server:
+        pools.append(pool := HTTPPool(server.origin))
+        long = asyncio.create_task(get(pool, timeout_s=30))
+        while server.connections < 1:
+            await asyncio.sleep(0.005)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(ResponseTimeout):
+            await get(pool, timeout_s=0.1)
+        assert loop.time() - started < 10  # not held to the long exchange's 30 s
+        released.set()
+        assert await long == (200, b"ok")
 
 
 async def test_cancelled_exchange_drops_its_connection(pools: list[HTTPPool]) -> None:
