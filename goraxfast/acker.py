@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +44,7 @@ class DeadLetter:
     """What goes to the DLQ: the original body and attributes, plus why and how often."""
 
     body: str
-    attributes: dict[str, dict[str, Any]]
+    attributes: Mapping[str, dict[str, Any]]
     reason: str
     receive_count: int
     message_id: str

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +41,7 @@ class Held:
     first_received_ms: int
     sent_ms: int
     body: bytes
-    attributes: dict[str, dict[str, Any]]
+    attributes: Mapping[str, dict[str, Any]]
     tenant: str
     seat: int = -1
 

@@ -25,7 +25,7 @@ import asyncio
 import random
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -105,12 +105,25 @@ class WireAttribute(msgspec.Struct):
     BinaryListValues: list[bytes] | UnsetType = UNSET
 
 
+class SystemAttributes(msgspec.Struct, frozen=True):
+    """The system attributes the engine asks for; SQS sends numbers as text (strict=False)."""
+
+    ApproximateReceiveCount: int = 0
+    ApproximateFirstReceiveTimestamp: int = 0
+    SentTimestamp: int = 0
+
+
+NO_SYSTEM_ATTRIBUTES = SystemAttributes()
+NO_MESSAGE_ATTRIBUTES = msgspec.Raw(b"{}")
+
+
 class WireMessage(msgspec.Struct):
     MessageId: str
     ReceiptHandle: str
     Body: str = ""
-    Attributes: dict[str, str] = {}
-    MessageAttributes: dict[str, WireAttribute] = {}
+    Attributes: SystemAttributes = NO_SYSTEM_ATTRIBUTES
+    # Kept as raw JSON: only a dead letter ever reads them (see LazyAttributes).
+    MessageAttributes: msgspec.Raw = NO_MESSAGE_ATTRIBUTES
 
 
 class ReceiveResponse(msgspec.Struct):
@@ -139,26 +152,63 @@ class SendResponse(msgspec.Struct):
 
 
 encode = msgspec.json.Encoder().encode
-decode_receive = msgspec.json.Decoder(ReceiveResponse).decode
+decode_receive = msgspec.json.Decoder(ReceiveResponse, strict=False).decode
+decode_attributes = msgspec.json.Decoder(dict[str, WireAttribute] | None).decode
 decode_batch = msgspec.json.Decoder(BatchResponse).decode
 decode_send = msgspec.json.Decoder(SendResponse).decode
 _BYTES = (bytes,)
 
 
+class LazyAttributes(Mapping[str, dict[str, Any]]):
+    """A message's MessageAttributes, decoded on first read.
+
+    The engine reads them only to copy them into a dead letter, so decoding three or four
+    attribute Structs per message (and converting them to dicts) for every receive was wasted:
+    ~0.8 us per message. A value the typed decode refuses (a broken server) is kept as the
+    server sent it rather than lost.
+    """
+
+    __slots__ = ("_decoded", "_raw")
+
+    def __init__(self, raw: msgspec.Raw) -> None:
+        self._raw = raw
+        self._decoded: dict[str, dict[str, Any]] | None = None
+
+    def _attributes(self) -> dict[str, dict[str, Any]]:
+        if self._decoded is None:
+            try:
+                wire = decode_attributes(self._raw)
+                decoded = msgspec.to_builtins(wire, builtin_types=_BYTES) if wire else {}
+            except msgspec.ValidationError:
+                decoded = msgspec.json.decode(self._raw)
+            self._decoded = decoded if isinstance(decoded, dict) else {}
+        return self._decoded
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        return self._attributes()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._attributes())
+
+    def __len__(self) -> int:
+        return len(self._attributes())
+
+    def __repr__(self) -> str:
+        return repr(self._attributes())
+
+
 def received(m: WireMessage) -> ReceivedMessage:
     """As :func:`goraxfast.sqs.received_message` does with botocore's parse (a test holds them equal)."""
-    attrs = m.Attributes
+    a = m.Attributes
+    raw = m.MessageAttributes
     return ReceivedMessage(
         m.MessageId,
         m.ReceiptHandle,
         m.Body.encode(),
-        int(attrs.get("ApproximateReceiveCount", 0)),
-        int(attrs.get("ApproximateFirstReceiveTimestamp", 0)),
-        int(attrs.get("SentTimestamp", 0)),
-        # Structs to dicts in C, leaving out the members SQS did not send (as botocore does)
-        msgspec.to_builtins(m.MessageAttributes, builtin_types=_BYTES)
-        if m.MessageAttributes
-        else {},
+        a.ApproximateReceiveCount,
+        a.ApproximateFirstReceiveTimestamp,
+        a.SentTimestamp,
+        {} if raw is NO_MESSAGE_ATTRIBUTES else LazyAttributes(raw),
     )
 
 

@@ -33,6 +33,7 @@ from goraxfast.errors import (
 from goraxfast.fasthttp import Response
 from goraxfast.fastsqs import (
     FastSQSClient,
+    LazyAttributes,
     decode_batch,
     decode_receive,
     fast_batch_result,
@@ -287,6 +288,43 @@ def test_receive_parsing_equals_botocore_then_sqs_received(response: dict[str, A
         for m in botocore_parse("ReceiveMessage", 200, {}, body).get("Messages", [])
     ]
     assert [received(m) for m in decode_receive(body).Messages] == expected
+
+
+def test_message_attributes_are_decoded_only_when_read_and_keep_binary_values() -> None:
+    body = msgspec.json.encode(
+        {
+            "Messages": [
+                {
+                    "MessageId": "m",
+                    "ReceiptHandle": "r",
+                    "Attributes": {"ApproximateReceiveCount": "3"},
+                    "MessageAttributes": {
+                        "blob": {"DataType": "Binary", "BinaryValue": "AAE="},
+                        "tenant_id": {"DataType": "String", "StringValue": "t"},
+                    },
+                }
+            ]
+        }
+    )
+    [m] = [received(w) for w in decode_receive(body).Messages]
+    assert m.receive_count == 3
+    assert isinstance(m.message_attributes, LazyAttributes)
+    assert dict(m.message_attributes) == {
+        "blob": {"DataType": "Binary", "BinaryValue": b"\x00\x01"},
+        "tenant_id": {"DataType": "String", "StringValue": "t"},
+    }
+
+
+def test_message_attributes_of_an_unexpected_shape_are_kept_as_sent() -> None:
+    body = b'{"Messages": [{"MessageId": "m", "ReceiptHandle": "r", "MessageAttributes": {"a": {"DataType": 5}}}]}'
+    [m] = [received(w) for w in decode_receive(body).Messages]
+    assert dict(m.message_attributes) == {"a": {"DataType": 5}}
+
+
+def test_a_receive_count_that_is_not_a_number_is_an_unreadable_response() -> None:
+    body = b'{"Messages": [{"MessageId": "m", "ReceiptHandle": "r", "Attributes": {"ApproximateReceiveCount": "x"}}]}'
+    with pytest.raises(msgspec.ValidationError):
+        decode_receive(body)
 
 
 _ok = st.fixed_dictionaries(

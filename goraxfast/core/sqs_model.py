@@ -46,7 +46,7 @@ class ReceivedMessage(msgspec.Struct, frozen=True, gc=False):
     receive_count: int
     first_received_ms: int
     sent_ms: int
-    message_attributes: dict[str, dict[str, Any]]
+    message_attributes: Mapping[str, dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
