@@ -72,6 +72,18 @@ def seat_depth(config: Config, is_async: bool) -> int:
     return config.concurrent_workers + config.prefetch
 
 
+
+def poller_count(config: Config) -> int:
+    """QUEUE_POLLERS, or when it is 0 one long poll per receive batch of capacity (at most 8).
+
+    Measured on LocalStack: doubling it gained nothing, the server pays per request and the
+    credits already keep receives full.
+    """
+    if config.pollers:
+        return config.pollers
+    capacity = config.concurrent_workers + config.prefetch
+    return max(1, min(8, -(-capacity // config.max_messages)))
+
 class Engine:
     """Drain ``config.queue_url`` with ``handler`` in forked worker processes.
 
@@ -336,12 +348,7 @@ class Engine:
         return attrs.maximum_message_size or default
 
     def _poller_count(self) -> int:
-        if self.config.pollers:
-            return self.config.pollers
-        # One poller per batch of capacity (measured on LocalStack: doubling it gained nothing,
-        # the server pays per request and the credits already keep receives full).
-        capacity = self.config.concurrent_workers + self.config.prefetch
-        return max(1, min(8, -(-capacity // self.config.max_messages)))
+        return poller_count(self.config)
 
     def _poller(self) -> Poller:
         cfg = self.config

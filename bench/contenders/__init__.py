@@ -91,14 +91,19 @@ def _module(name: str, *extra: str) -> Callable[[LaunchContext], list[str]]:
 
 def _engine_settings(client: str) -> Callable[[LaunchContext], dict[str, Any]]:
     def settings(ctx: LaunchContext) -> dict[str, Any]:
+        # Imported here: the peers' environments import this package without goraxfast.
+        from goraxfast.config import Config
+        from goraxfast.engine import poller_count
+
+        defaults = Config()
         return {
             "worker_processes": ctx.workers,
             "sqs_client": client,
-            "concurrent_workers": 10,
-            "prefetch": 10,
-            "pollers": "auto (2)",
-            "wait_time_s": 20,
-            "ack_flush_ms": 20,
+            "concurrent_workers": defaults.concurrent_workers,
+            "prefetch": defaults.prefetch,
+            "pollers": f"auto ({poller_count(defaults)})",
+            "wait_time_s": defaults.wait_time_s,
+            "ack_flush_ms": defaults.ack_flush_ms,
             "handler": "sync def (async def for sleep:MS)",
             "note": "Config defaults except the endpoint, worker count and sqs_client",
         }
