@@ -72,7 +72,6 @@ def seat_depth(config: Config, is_async: bool) -> int:
     return config.concurrent_workers + config.prefetch
 
 
-
 def poller_count(config: Config) -> int:
     """QUEUE_POLLERS, or when it is 0 one long poll per receive batch of capacity (at most 8).
 
@@ -83,6 +82,7 @@ def poller_count(config: Config) -> int:
         return config.pollers
     capacity = config.concurrent_workers + config.prefetch
     return max(1, min(8, -(-capacity // config.max_messages)))
+
 
 class Engine:
     """Drain ``config.queue_url`` with ``handler`` in forked worker processes.

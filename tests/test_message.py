@@ -20,6 +20,7 @@ from goraxfast.core.message import (
     ExecutionMessage,
     UTCTimestamp,
     decode_message,
+    decode_trusted_message,
     encode_message,
     validation_problem,
 )
@@ -803,3 +804,17 @@ def test_any_valid_message_survives_encode_then_decode(msg: ExecutionMessage) ->
     assert back.enqueued_at.utcoffset() == timedelta(0)
     assert bytes(back.trigger_data) == bytes(msg.trigger_data)
     assert encode_message(back) == encode_message(msg)
+
+
+def test_trusted_decode_of_an_accepted_body_equals_the_checked_decode() -> None:
+    """The worker decodes without the checks, bodies the parent already accepted."""
+    msg = ExecutionMessage.new(
+        tenant_id="t",
+        workflow_id="w",
+        workflow_version=2,
+        trigger_type="webhook",
+        trigger_data=b'{"k": "\xc3\xa9"}',
+        correlation_id="c",
+    )
+    body = encode_message(msg)
+    assert decode_trusted_message(body) == decode_message(body)
