@@ -13,6 +13,7 @@ import json
 import math
 import os
 import platform
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -168,6 +169,54 @@ def summarize_micro(doc: dict[str, Any] | None) -> list[dict[str, Any]]:
     return rows
 
 
+_CLIENT_CALLS = re.compile(r"test_client_cpu_per_round_of_calls\[(\w+)-(\w+)\]")
+
+
+def summarize_dataplane(doc: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Client CPU per SQS call, fast and botocore side by side, and what it is per message.
+
+    From ``bench/test_dataplane_bench.py``'s ``cpu_us_per_call`` (the median round of
+    sequential calls, timed with the process's CPU clock against a canned server, divided by
+    its calls: the client's CPU alone). The
+    engine makes one ReceiveMessage(10) and one DeleteMessageBatch(10) per ten messages, so the
+    per-message row is their sum over ten: the data plane's share of the engine's CPU.
+    """
+    per_call: dict[str, dict[str, float]] = {}
+    for b in (doc or {}).get("benchmarks", []):
+        match = _CLIENT_CALLS.fullmatch(b["name"])
+        us = b.get("extra_info", {}).get("cpu_us_per_call")
+        if match and us is not None:
+            kind, operation = match.groups()
+            per_call.setdefault(operation, {})[kind] = float(us)
+    rows = []
+    for operation, by_kind in sorted(per_call.items()):
+        if {"fast", "botocore"} <= by_kind.keys():
+            rows.append({"operation": operation, **by_kind})
+    if {r["operation"] for r in rows} >= {"receive_10", "delete_batch_10"}:
+        rows.append(
+            {
+                "operation": "per message (receive_10 + delete_batch_10) / 10",
+                "fast": sum(r["fast"] for r in rows) / 10,
+                "botocore": sum(r["botocore"] for r in rows) / 10,
+            }
+        )
+    for r in rows:
+        r["x_less"] = _ratio(r["botocore"], r["fast"])
+    return rows
+
+
+def dataplane_table(rows: Sequence[dict[str, Any]]) -> str:
+    out = [
+        "| client CPU µs (median) | fast | botocore | botocore ÷ fast |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['operation']} | {_f(r['fast'], 1)} | {_f(r['botocore'], 1)} | {_x(r['x_less'])} |"
+        )
+    return "\n".join(out)
+
+
 # --- Markdown ------------------------------------------------------------------------------
 
 
@@ -313,6 +362,17 @@ def markdown(doc: dict[str, Any]) -> str:
                 publish_table(pub, doc.get("publish_modes", {})),
                 "",
             ]
+    if doc.get("dataplane_summary"):
+        lines += [
+            "## The data plane alone: client CPU per SQS call, fast vs botocore",
+            "",
+            "A canned local server that costs ~nothing (`bench/test_dataplane_bench.py`), so "
+            "this is the client's CPU only: encode, sign, HTTP, parse, event loop. Medians of "
+            "pytest-benchmark rounds of sequential calls, divided by the calls per round.",
+            "",
+            dataplane_table(doc["dataplane_summary"]),
+            "",
+        ]
     if doc.get("micro_summary"):
         lines += [
             "## Micro benchmarks (pytest-benchmark)",
@@ -503,6 +563,7 @@ def write(doc: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     doc["scaling_summary"] = summarize(doc["scaling"], base)
     doc["publish_summary"] = summarize_publish(doc["publish"])
     doc["micro_summary"] = summarize_micro(doc.get("micro"))
+    doc["dataplane_summary"] = summarize_dataplane(doc.get("micro"))
     paths = {"json": out_dir / "results.json", "markdown": out_dir / "results.md"}
     paths["json"].write_text(json.dumps(doc, indent=1, default=str, allow_nan=True))
     paths["markdown"].write_text(markdown(doc))

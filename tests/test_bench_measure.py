@@ -268,6 +268,41 @@ class TestSummaries:
         (row,) = summarize([run_row("other")])
         assert math.isnan(row["x_throughput"]) and math.isnan(row["x_cpu"])
 
+    def test_data_plane_ratios_per_call_and_per_message(self) -> None:
+        from bench.report import summarize_dataplane
+
+        def bench(kind: str, op: str, us: float) -> dict[str, object]:
+            name = f"test_client_cpu_per_round_of_calls[{kind}-{op}]"
+            return {"name": name, "extra_info": {"cpu_us_per_call": us}}
+
+        micro = {
+            "benchmarks": [
+                bench("fast", "receive_10", 80.0),
+                bench("botocore", "receive_10", 880.0),
+                bench("fast", "delete_batch_10", 70.0),
+                bench("botocore", "delete_batch_10", 700.0),
+                {"name": "test_decode_msgspec", "extra_info": {}},
+            ]
+        }
+        rows = {r["operation"]: r for r in summarize_dataplane(micro)}
+        assert rows["receive_10"]["x_less"] == 11.0
+        assert rows["delete_batch_10"]["x_less"] == 10.0
+        per_message = rows["per message (receive_10 + delete_batch_10) / 10"]
+        assert (per_message["fast"], per_message["botocore"]) == (15.0, 158.0)
+
+    def test_no_data_plane_rows_without_both_clients(self) -> None:
+        from bench.report import summarize_dataplane
+
+        only_fast = {
+            "benchmarks": [
+                {
+                    "name": "test_client_cpu_per_round_of_calls[fast-receive_10]",
+                    "extra_info": {"cpu_us_per_call": 80.0},
+                }
+            ]
+        }
+        assert summarize_dataplane(only_fast) == [] and summarize_dataplane(None) == []
+
 
 class TestFlameStacks:
     """profiles/flame.py: what `make profile` ranks, from py-spy's collapsed stacks."""
