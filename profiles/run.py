@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m profiles.run", description=__doc__)
     p.add_argument("--server", default="fauxqs", help="fauxqs | localstack")
     p.add_argument(
-        "--messages", type=int, default=80000, help="pre-filled: enough to stay busy all window"
+        "--messages", type=int, default=120000, help="pre-filled: enough to stay busy all window"
     )
     p.add_argument("--warmup", type=int, default=3000, help="handled before recording")
     p.add_argument("--duration", type=int, default=4, help="seconds recorded")
