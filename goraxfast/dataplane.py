@@ -9,7 +9,10 @@ whichever is chosen.
 What is policy rather than speed lives here, taken from botocore so the two clients cannot
 drift apart (``fastsqs`` keeps the mechanism: wire format, signing, HTTP):
 
-- where: ``AWS_ENDPOINT``, else the regional endpoint;
+- where: ``AWS_ENDPOINT``, else the regional endpoint; through botocore when an environment
+  proxy applies (the fast client connects directly);
+- whom to trust over TLS: botocore's CA bundle (``AWS_CA_BUNDLE``, the profile's
+  ``ca_bundle``, else botocore's default bundle);
 - as whom: static keys from the Config, else botocore's own provider chain (environment,
   profiles, SSO, IMDS/ECS roles), never a chain of our own; refreshable credentials are
   refreshed by botocore, in a thread so the event loop keeps serving;
@@ -26,16 +29,24 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import logging
+import ssl
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import botocore.session
 from botocore.credentials import Credentials, ReadOnlyCredentials
 from botocore.exceptions import ClientError, NoCredentialsError
+from botocore.httpsession import get_cert_path
 from botocore.retries.standard import ThrottledRetryableChecker, TransientRetryableChecker
+from botocore.utils import get_environ_proxies
 
 from goraxfast.config import Config
+from goraxfast.errors import ConfigError, ConfigProblem
 from goraxfast.fasthttp import Response
 from goraxfast.sqs import RETRYABLE_CODES, DataPlane
+
+log = logging.getLogger(__name__)
 
 
 class ClosableDataPlane(DataPlane, Protocol):
@@ -45,16 +56,66 @@ class ClosableDataPlane(DataPlane, Protocol):
 
 
 async def open_data_plane(config: Config) -> ClosableDataPlane:
-    """A started client for ``config.sqs_client``: ``"botocore"`` (default) or ``"fast"``."""
-    if config.sqs_client == "fast":
-        from goraxfast.fastsqs import FastSQSClient
+    """A started client for ``config.sqs_client``: ``"fast"`` (default) or ``"botocore"``.
 
-        return await FastSQSClient(config).start()
-    if config.sqs_client == "botocore":
+    The fast client connects straight to the endpoint. Where botocore would go through an HTTP
+    proxy instead (``HTTP_PROXY``/``HTTPS_PROXY``, less ``NO_PROXY``), the data plane uses
+    botocore too, and says so once: bypassing a proxy an operator set up is not ours to decide.
+    """
+    if config.sqs_client == "fast":
+        endpoint = endpoint_for(config)
+        proxy = environ_proxy(endpoint)
+        if proxy is None:
+            from goraxfast.fastsqs import FastSQSClient
+
+            return await FastSQSClient(config).start()
+        log.warning(
+            "GORAXFAST_SQS_CLIENT=fast does not speak through proxies and %s goes through %s "
+            "(HTTP(S)_PROXY, not exempted by NO_PROXY): the data plane uses the botocore client",
+            endpoint,
+            _without_password(proxy),
+        )
+    if config.sqs_client in ("fast", "botocore"):
         from goraxfast.sqs import SQSClient
 
         return await SQSClient(config).start()
     raise ValueError(f"unknown sqs_client {config.sqs_client!r}: expected 'botocore' or 'fast'")
+
+
+def endpoint_for(config: Config) -> str:
+    """Where the data plane's requests go: ``AWS_ENDPOINT`` when set, else the region's."""
+    return config.aws_endpoint or regional_endpoint(config.aws_region)
+
+
+def environ_proxy(endpoint: str) -> str | None:
+    """The proxy botocore would send ``endpoint``'s requests through, from the environment."""
+    scheme = urlsplit(endpoint).scheme
+    proxy: str | None = get_environ_proxies(endpoint).get(scheme)
+    return proxy or None
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(
+        netloc=f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    ).geturl()
+
+
+def tls_context() -> ssl.SSLContext:
+    """The certificates botocore trusts: ``AWS_CA_BUNDLE`` or the profile's ``ca_bundle`` when
+    set, else botocore's own default bundle (certifi's when installed), not the system store, so
+    that the two clients accept the same servers."""
+    bundle = botocore.session.get_session().get_config_variable("ca_bundle")
+    path = bundle or get_cert_path(True)
+    try:
+        return ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError) as exc:
+        problem = ConfigProblem(
+            "AWS_CA_BUNDLE", str(path), f"a readable PEM bundle of CA certificates ({exc})"
+        )
+        raise ConfigError([problem]) from exc
 
 
 def regional_endpoint(region: str) -> str:

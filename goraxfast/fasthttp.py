@@ -225,6 +225,7 @@ class _Connection(asyncio.Protocol):
                     head=head[0] if len(head) == 1 else b"".join(head),
                 )
             )
+        self._head, self._body = [], []  # an idle connection holds no old response
         if not self._keep_alive:
             self.close()
 

@@ -45,8 +45,9 @@ from goraxfast.dataplane import (
     RetryQuota,
     backoff_delay_s,
     client_error,
-    regional_endpoint,
+    endpoint_for,
     resolve_credentials,
+    tls_context,
 )
 from goraxfast.errors import ConfigError, ConfigProblem, SQSError
 from goraxfast.fasthttp import HTTPError, HTTPPool, ResponseTimeout
@@ -164,24 +165,32 @@ class LazyAttributes(Mapping[str, dict[str, Any]]):
 
     The engine reads them only to copy them into a dead letter, so decoding three or four
     attribute Structs per message (and converting them to dicts) for every receive was wasted:
-    ~0.8 us per message. A value the typed decode refuses (a broken server) is kept as the
-    server sent it rather than lost.
+    ~0.8 us per message. The raw bytes are copied out of the response (a ``Raw`` from a decode
+    points into the whole body, which would keep all ten messages of a batch alive as long as
+    any one of them is held). Attributes the typed decode refuses (a broken server) are kept as
+    the server sent them where they are objects, rather than lost; anything else (a bare
+    string, ``null``) cannot be an attribute and is left out, so that a dead letter never
+    fails on it.
     """
 
     __slots__ = ("_decoded", "_raw")
 
     def __init__(self, raw: msgspec.Raw) -> None:
-        self._raw = raw
+        self._raw = raw.copy()
         self._decoded: dict[str, dict[str, Any]] | None = None
 
     def _attributes(self) -> dict[str, dict[str, Any]]:
         if self._decoded is None:
             try:
                 wire = decode_attributes(self._raw)
-                decoded = msgspec.to_builtins(wire, builtin_types=_BYTES) if wire else {}
+                self._decoded = msgspec.to_builtins(wire, builtin_types=_BYTES) if wire else {}
             except msgspec.ValidationError:
-                decoded = msgspec.json.decode(self._raw)
-            self._decoded = decoded if isinstance(decoded, dict) else {}
+                loose = msgspec.json.decode(self._raw)
+                self._decoded = (
+                    {k: v for k, v in loose.items() if isinstance(v, dict)}
+                    if isinstance(loose, dict)
+                    else {}
+                )
         return self._decoded
 
     def __getitem__(self, name: str) -> dict[str, Any]:
@@ -257,7 +266,7 @@ class FastSQSClient:
         #: Time allowed for an answer beyond a long poll's own wait.
         self.response_margin_s = response_margin_s
         self.backoff_base_s = backoff_base_s
-        self.endpoint = config.aws_endpoint or regional_endpoint(config.aws_region)
+        self.endpoint = endpoint_for(config)
         self._path = urlsplit(self.endpoint).path or "/"
         self._pool_options: dict[str, Any] = {
             "max_connections": max_connections,
@@ -286,6 +295,8 @@ class FastSQSClient:
             creds = self._credentials or await resolve_credentials(self._config)
             self._creds = CredentialCache(creds)
             origin = urlsplit(self.endpoint)
+            if origin.scheme == "https" and self._pool_options["ssl_context"] is None:
+                self._pool_options["ssl_context"] = await asyncio.to_thread(tls_context)
             self._pool = HTTPPool(f"{origin.scheme}://{origin.netloc}", **self._pool_options)
         return self
 

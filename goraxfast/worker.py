@@ -230,7 +230,8 @@ class _SyncWorker(_WorkerBase):
                 self.record(self.failed(d, exc, start))
                 continue
             c[busy_since] = 0
-            duration_ns = monotonic_ns() - start
+            end = monotonic_ns()
+            duration_ns = end - start
             c[succeeded] += 1
             c[ns_total] += duration_ns
             c[hist + bucket(duration_ns)] += 1
@@ -239,8 +240,8 @@ class _SyncWorker(_WorkerBase):
             )
             if not put(payload):
                 self._put_when_room(payload)
-            if start - self._last_notify_ns >= NOTIFY_EVERY_NS:
-                self.notify(start)
+            if end - self._last_notify_ns >= NOTIFY_EVERY_NS:
+                self.notify(end)
 
     def handle(self, d: Delivery) -> Result:
         """One delivery, start to finish (the loop above inlines the success path of this)."""

@@ -374,6 +374,23 @@ async def test_each_exchange_keeps_its_own_deadline(pools: list[HTTPPool]) -> No
         assert await long == (200, b"ok")
 
 
+async def test_a_deadline_after_one_that_expired_still_fires(pools: list[HTTPPool]) -> None:
+    """The one timer re-arms for the next deadline after failing the due exchanges."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        await reader.read()  # never answer
+
+    async with Server(handler) as server:
+        pools.append(pool := HTTPPool(server.origin))
+        first = asyncio.create_task(get(pool, timeout_s=0.1))
+        second = asyncio.create_task(get(pool, timeout_s=0.3))
+        for task in (first, second):
+            with pytest.raises(ResponseTimeout):
+                await asyncio.wait_for(task, 10)  # liveness bound: a missed deadline hangs
+        assert pool.open_connections == 0 and not pool._busy  # no deadline left behind
+
+
 async def test_cancelled_exchange_drops_its_connection(pools: list[HTTPPool]) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         await read_request(reader)
@@ -386,7 +403,7 @@ async def test_cancelled_exchange_drops_its_connection(pools: list[HTTPPool]) ->
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert pool.open_connections == 0
+        assert pool.open_connections == 0 and not pool._busy
 
 
 async def test_refused_connection_is_a_connect_error(pools: list[HTTPPool]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from botocore.session import get_session
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from goraxfast.acker import DeadLetter
 from goraxfast.config import Config
 from goraxfast.dataplane import RetryQuota, backoff_delay_s, client_error, open_data_plane
 from goraxfast.errors import (
@@ -319,6 +321,38 @@ def test_message_attributes_of_an_unexpected_shape_are_kept_as_sent() -> None:
     body = b'{"Messages": [{"MessageId": "m", "ReceiptHandle": "r", "MessageAttributes": {"a": {"DataType": 5}}}]}'
     [m] = [received(w) for w in decode_receive(body).Messages]
     assert dict(m.message_attributes) == {"a": {"DataType": 5}}
+
+
+@pytest.mark.parametrize("value", [b'"x"', b"null", b"[1]", b"7"])
+def test_a_dead_letter_leaves_out_attributes_that_are_not_objects(value: bytes) -> None:
+    """A broken server's attribute values must not break the acker when it copies them."""
+    body = (
+        b'{"Messages": [{"MessageId": "m", "ReceiptHandle": "r", "MessageAttributes": '
+        b'{"bad": ' + value + b', "good": {"DataType": "String", "StringValue": "v"}}}]}'
+    )
+    [m] = [received(w) for w in decode_receive(body).Messages]
+    letter = DeadLetter("body", m.message_attributes, "why", 1, "m", "q")
+    attrs = letter.fitted_entry("0", 262_144).message_attributes
+    assert "bad" not in attrs and attrs["good"] == {"DataType": "String", "StringValue": "v"}
+
+
+def test_message_attributes_do_not_keep_the_whole_response_alive() -> None:
+    body = msgspec.json.encode(
+        {
+            "Messages": [
+                {
+                    "MessageId": "m",
+                    "ReceiptHandle": "r",
+                    "Body": "x" * 100_000,
+                    "MessageAttributes": {"a": {"DataType": "String", "StringValue": "v"}},
+                }
+            ]
+        }
+    )
+    references = sys.getrefcount(body)
+    [m] = [received(w) for w in decode_receive(body).Messages]
+    assert isinstance(m.message_attributes, LazyAttributes)
+    assert sys.getrefcount(body) == references  # its attributes are a copy, not a view of it
 
 
 def test_a_receive_count_that_is_not_a_number_is_an_unreadable_response() -> None:
