@@ -322,7 +322,9 @@ def markdown(doc: dict[str, Any]) -> str:
         "+ N measured messages (N in each server's heading; the same gorax ExecutionMessages for all; Celery "
         "and dramatiq get them in their own envelope), handler "
         f"`{m['handler']}`, {m['workers']} worker processes where the contender has workers; "
-        f"median of {m['runs']} runs. The window closes when every message is handled *and* "
+        f"median of {m['runs']} runs (each contender goes first in turn; a server the bench "
+        "starts is warmed first, with a 5,000-message drain on fauxqs, 1,000 on LocalStack, and "
+        "one uncounted run of the ceiling contender). The window closes when every message is handled *and* "
         "the queue is empty (deletes included). CPU is whole process trees from /proc; "
         '"cores" = CPU seconds per wall second (≈1.0 on one process means CPU-bound); /proc '
         "counts CPU in 10 ms ticks per process, so windows shorter than a second are coarse. "
