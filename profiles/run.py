@@ -137,10 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m profiles.run", description=__doc__)
     p.add_argument("--server", default="fauxqs", help="fauxqs | localstack")
     p.add_argument(
-        "--messages", type=int, default=120000, help="pre-filled: enough to stay busy all window"
+        "--messages", type=int, default=90000, help="pre-filled: enough to stay busy all window"
     )
     p.add_argument("--warmup", type=int, default=3000, help="handled before recording")
-    p.add_argument("--duration", type=int, default=4, help="seconds recorded")
+    p.add_argument("--duration", type=int, default=3, help="seconds recorded")
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     p.add_argument("--handler", default="noop")
     p.add_argument("--workers", type=int, default=2)
