@@ -62,9 +62,8 @@ def test_parse_botocore(benchmark: Any) -> None:
 
 def test_parse_fastsqs_msgspec(benchmark: Any) -> None:
     fastsqs = pytest.importorskip("goraxfast.fastsqs")
-    decoder = __import__("msgspec").json.Decoder(fastsqs.ReceiveResponse)
     benchmark.group = "parse a 10-message ReceiveMessage body"
-    assert len(benchmark(decoder.decode, RAW).Messages) == 10
+    assert len(benchmark(fastsqs.decode_receive, RAW).Messages) == 10  # the client's own decoder
 
 
 def test_parse_orjson(benchmark: Any) -> None:
