@@ -337,12 +337,15 @@ async def test_connection_lost_mid_response_is_never_replayed(pools: list[HTTPPo
 # --- deadlines, refusals, garbage ----------------------------------------------------------------
 
 
-async def test_slow_response_times_out_and_drops_its_connection(pools: list[HTTPPool]) -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
-        await read_request(reader)
-        await reader.read()  # never answer
+async def never_answering(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int
+) -> None:
+    await read_request(reader)
+    await reader.read()  # keep the connection open, answer nothing
 
-    async with Server(handler) as server:
+
+async def test_slow_response_times_out_and_drops_its_connection(pools: list[HTTPPool]) -> None:
+    async with Server(never_answering) as server:
         pools.append(pool := HTTPPool(server.origin))
         with pytest.raises(ResponseTimeout) as info:
             await get(pool, timeout_s=0.1)
@@ -376,12 +379,7 @@ async def test_each_exchange_keeps_its_own_deadline(pools: list[HTTPPool]) -> No
 
 async def test_a_deadline_after_one_that_expired_still_fires(pools: list[HTTPPool]) -> None:
     """The one timer re-arms for the next deadline after failing the due exchanges."""
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
-        await read_request(reader)
-        await reader.read()  # never answer
-
-    async with Server(handler) as server:
+    async with Server(never_answering) as server:
         pools.append(pool := HTTPPool(server.origin))
         first = asyncio.create_task(get(pool, timeout_s=0.1))
         second = asyncio.create_task(get(pool, timeout_s=0.3))
