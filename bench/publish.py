@@ -30,7 +30,8 @@ from goraxfast.publisher import Publisher, SyncPublisher
 MODES = {
     "one-at-a-time": "boto3 send_message per message (what Celery and dramatiq do)",
     "sync-batch": "goraxfast SyncPublisher.publish_batch (boto3, batches of 10)",
-    "async-batch": "goraxfast Publisher.publish_batch (aiobotocore, 4 batches in flight)",
+    "async-batch": "goraxfast Publisher.publish_batch (its default: the fast client, 4 batches in flight)",
+    "async-batch-botocore": "goraxfast Publisher.publish_batch (GORAXFAST_SQS_CLIENT=botocore: aiobotocore, 4 batches in flight)",
 }
 
 
@@ -80,9 +81,12 @@ class _SyncBatch:
 class _AsyncBatch:
     """One event loop kept across calls, so the client is created outside the window."""
 
+    sqs_client = "fast"
+
     def __init__(self, endpoint: str, url: str) -> None:
         self.loop = asyncio.new_event_loop()
-        self.pub = Publisher.from_config(bench_config(endpoint, url))
+        config = bench_config(endpoint, url).with_(sqs_client=self.sqs_client)
+        self.pub = Publisher.from_config(config)
         self.loop.run_until_complete(self.pub.__aenter__())
 
     def send(self, msgs: Sequence[ExecutionMessage]) -> None:
@@ -94,10 +98,15 @@ class _AsyncBatch:
         self.loop.close()
 
 
+class _AsyncBatchBotocore(_AsyncBatch):
+    sqs_client = "botocore"
+
+
 RUNNERS: dict[str, Callable[[str, str], _OneAtATime | _SyncBatch | _AsyncBatch]] = {
     "one-at-a-time": _OneAtATime,
     "sync-batch": _SyncBatch,
     "async-batch": _AsyncBatch,
+    "async-batch-botocore": _AsyncBatchBotocore,
 }
 
 

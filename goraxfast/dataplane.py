@@ -62,24 +62,33 @@ async def open_data_plane(config: Config) -> ClosableDataPlane:
     proxy instead (``HTTP_PROXY``/``HTTPS_PROXY``, less ``NO_PROXY``), the data plane uses
     botocore too, and says so once: bypassing a proxy an operator set up is not ours to decide.
     """
-    if config.sqs_client == "fast":
-        endpoint = endpoint_for(config)
-        proxy = environ_proxy(endpoint)
-        if proxy is None:
-            from goraxfast.fastsqs import FastSQSClient
+    if fast_client_applies(config):
+        from goraxfast.fastsqs import FastSQSClient
 
-            return await FastSQSClient(config).start()
-        log.warning(
-            "GORAXFAST_SQS_CLIENT=fast does not speak through proxies and %s goes through %s "
-            "(HTTP(S)_PROXY, not exempted by NO_PROXY): the data plane uses the botocore client",
-            endpoint,
-            _without_password(proxy),
-        )
+        return await FastSQSClient(config).start()
     if config.sqs_client in ("fast", "botocore"):
         from goraxfast.sqs import SQSClient
 
         return await SQSClient(config).start()
     raise ValueError(f"unknown sqs_client {config.sqs_client!r}: expected 'botocore' or 'fast'")
+
+
+def fast_client_applies(config: Config) -> bool:
+    """``GORAXFAST_SQS_CLIENT=fast`` and no environment proxy in the way (logged when there is:
+    the fast client connects directly, and bypassing a proxy is not ours to decide)."""
+    if config.sqs_client != "fast":
+        return False
+    endpoint = endpoint_for(config)
+    proxy = environ_proxy(endpoint)
+    if proxy is None:
+        return True
+    log.warning(
+        "GORAXFAST_SQS_CLIENT=fast does not speak through proxies and %s goes through %s "
+        "(HTTP(S)_PROXY, not exempted by NO_PROXY): the botocore client is used instead",
+        endpoint,
+        _without_password(proxy),
+    )
+    return False
 
 
 def endpoint_for(config: Config) -> str:

@@ -49,11 +49,13 @@ from goraxfast.dataplane import (
     resolve_credentials,
     tls_context,
 )
-from goraxfast.errors import ConfigError, ConfigProblem, SQSError
+from goraxfast.errors import SQSError
 from goraxfast.fasthttp import HTTPError, HTTPPool, ResponseTimeout
 from goraxfast.sqs import (
     RECEIVE_SYSTEM_ATTRIBUTES,
+    SQS_DEFAULT_MAX_MESSAGE_BYTES,
     SQS_MAX_WAIT_S,
+    AsyncQueueClient,
     BatchFailure,
     BatchResult,
     DataPlane,
@@ -241,8 +243,9 @@ def send_request(payload: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return payload
 
 
-class FastSQSClient:
-    """The hot calls of :class:`goraxfast.sqs.SQSClient` (the engine's ``DataPlane``), leaner."""
+class FastSQSClient(AsyncQueueClient):
+    """The hot calls of :class:`goraxfast.sqs.SQSClient` (the engine's ``DataPlane``, and what
+    :class:`goraxfast.publisher.Publisher` sends with), leaner."""
 
     def __init__(
         self,
@@ -258,9 +261,18 @@ class FastSQSClient:
         ssl_context: ssl.SSLContext | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], datetime] | None = None,
+        max_send_attempts: int = 4,
+        retry_base_s: float = 0.05,
+        retry_max_s: float = 1.0,
+        max_message_bytes: int = SQS_DEFAULT_MAX_MESSAGE_BYTES,
+        send_concurrency: int = 4,
     ) -> None:
-        self._config = config
-        self._queue_url = queue_url if queue_url is not None else config.queue_url
+        """``max_attempts`` is per HTTP call (botocore's standard retries); ``max_send_attempts``
+        and the ``retry_*`` settings are :meth:`send_entries`' rounds, as in SQSClient."""
+        super().__init__(
+            config, queue_url, max_send_attempts, retry_base_s, retry_max_s, max_message_bytes, rng
+        )
+        self.send_concurrency = send_concurrency
         self._credentials = credentials
         self.max_attempts = max(1, max_attempts)
         #: Time allowed for an answer beyond a long poll's own wait.
@@ -273,7 +285,6 @@ class FastSQSClient:
             "connect_timeout_s": connect_timeout_s,
             "ssl_context": ssl_context,
         }
-        self._rng = rng or random.Random()
         self._clock = clock
         self._stamp_s = -1
         self._stamp = ""
@@ -281,14 +292,6 @@ class FastSQSClient:
         self._quota = RetryQuota()
         self._pool: HTTPPool | None = None
         self._creds: CredentialCache | None = None
-
-    @property
-    def queue_url(self) -> str:
-        return self._queue_url
-
-    @property
-    def dlq_url(self) -> str:
-        return self._config.dlq_url
 
     async def start(self) -> FastSQSClient:
         if self._pool is None:
@@ -375,12 +378,6 @@ class FastSQSClient:
         return self._decode(decode_send, raw, "SendMessage", url).MessageId
 
     # -- one call: sign, send, retry as botocore's standard mode ---------------------------------
-
-    def _url(self, queue_url: str | None) -> str:
-        url = queue_url or self._queue_url
-        if not url:
-            raise ConfigError([ConfigProblem("AWS_SQS_QUEUE_URL", "", "required for this call")])
-        return url
 
     async def _batch(
         self, operation: str, url: str, request: BatchRequest, *, replay_safe: bool = True

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any, Protocol
 
 from goraxfast.config import Config
 from goraxfast.core.message import ExecutionMessage, encode_message, validation_problem
+from goraxfast.dataplane import fast_client_applies
 from goraxfast.errors import MessageTooLargeError, SQSError, ValidationError
 from goraxfast.sqs import (
     SQS_DEFAULT_MAX_MESSAGE_BYTES,
@@ -134,12 +136,38 @@ class _PublishCore:
         return PublishResult(published, failed)
 
 
+class PublishingClient(Protocol):
+    """What :class:`Publisher` sends with: :class:`SQSClient` (aiobotocore) or
+    :class:`goraxfast.fastsqs.FastSQSClient`."""
+
+    async def send_message(
+        self,
+        body: str,
+        *,
+        message_attributes: Mapping[str, Mapping[str, Any]] | None = None,
+        delay_s: int = 0,
+        queue_url: str | None = None,
+    ) -> str: ...
+
+    async def send_entries(
+        self,
+        entries: Sequence[SendEntry],
+        *,
+        queue_url: str | None = None,
+        max_bytes: int | None = None,
+    ) -> BatchResult: ...
+
+    async def start(self) -> Any: ...
+
+    async def close(self) -> None: ...
+
+
 class Publisher(_PublishCore):
-    """Publishes on an :class:`SQSClient` from asyncio code; safe to share between tasks."""
+    """Publishes from asyncio code on a :class:`PublishingClient`; safe to share between tasks."""
 
     def __init__(
         self,
-        client: SQSClient,
+        client: PublishingClient,
         *,
         max_message_bytes: int = SQS_DEFAULT_MAX_MESSAGE_BYTES,
         clock: Callable[[], float] = time.time,
@@ -152,9 +180,18 @@ class Publisher(_PublishCore):
     def from_config(
         cls, config: Config, *, max_message_bytes: int = SQS_DEFAULT_MAX_MESSAGE_BYTES
     ) -> Publisher:
-        """A publisher with a client of its own, started and closed by ``async with``."""
+        """A publisher with a client of its own, started and closed by ``async with``: the
+        fast client when ``GORAXFAST_SQS_CLIENT=fast`` (the default) and no environment proxy
+        applies, else aiobotocore's (see :func:`goraxfast.dataplane.fast_client_applies`)."""
         config.require_queue()
-        publisher = cls(SQSClient(config), max_message_bytes=max_message_bytes)
+        client: PublishingClient
+        if fast_client_applies(config):
+            from goraxfast.fastsqs import FastSQSClient
+
+            client = FastSQSClient(config)
+        else:
+            client = SQSClient(config)
+        publisher = cls(client, max_message_bytes=max_message_bytes)
         publisher._owns_client = True
         return publisher
 

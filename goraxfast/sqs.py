@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -163,8 +163,9 @@ def _botocore_options(read_timeout_s: float, sdk_attempts: int) -> dict[str, Any
     }
 
 
-class _Base:
-    """What both clients share: queue URLs, retry settings and the lazily required main queue."""
+class QueueClientBase:
+    """What every client shares: queue URLs, send-retry settings and the lazily required main
+    queue (botocore's async and sync clients and the fast one)."""
 
     def __init__(
         self,
@@ -208,7 +209,68 @@ class _Base:
         )
 
 
-class SQSClient(_Base):
+class AsyncQueueClient(QueueClientBase):
+    """What the asyncio clients (aiobotocore's and the fast one) share: ``send_entries`` over
+    their own ``send_batch``."""
+
+    send_concurrency: int
+
+    async def send_batch(self, queue_url: str, entries: Sequence[SendEntry]) -> BatchResult:
+        raise NotImplementedError
+
+    async def send_entries(
+        self,
+        entries: Sequence[SendEntry],
+        *,
+        queue_url: str | None = None,
+        max_bytes: int | None = None,
+    ) -> BatchResult:
+        """Send any number of entries; retry only retryable failures; report every entry.
+
+        A queue that does not exist raises (nothing can have been delivered); any other failed
+        call fails just its own entries. Retried sends may duplicate (SQS is at-least-once).
+        """
+        plan = self._plan(entries, max_bytes)
+        return await send_planned(
+            self.send_batch, self._url(queue_url), plan, self.send_concurrency
+        )
+
+
+async def send_planned(
+    send_batch: Callable[[str, Sequence[SendEntry]], Awaitable[BatchResult]],
+    url: str,
+    plan: SendPlan,
+    concurrency: int,
+) -> BatchResult:
+    """The I/O half of :class:`SendPlan`, for any async client: each round's chunks sent at most
+    ``concurrency`` at once, a failed call failing only its own entries, until the plan is done.
+
+    A queue that does not exist raises (nothing can have been delivered).
+    """
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(chunk: list[SendEntry]) -> BatchResult:
+        async with gate:
+            try:
+                return await send_batch(url, chunk)
+            except QueueDoesNotExistError:
+                raise
+            except SQSError as exc:
+                return whole_call_failure(exc, chunk)
+
+    while True:
+        # Let every call of the round finish before raising, so none outlives the caller.
+        outcomes = await asyncio.gather(*(one(c) for c in plan.chunks()), return_exceptions=True)
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        if errors:
+            raise errors[0]
+        delay = plan.record([o for o in outcomes if isinstance(o, BatchResult)])
+        if delay is None:
+            return plan.result()
+        await asyncio.sleep(delay)
+
+
+class SQSClient(AsyncQueueClient):
     """The engine's client for the main queue of a Config: one aiobotocore client, reused."""
 
     def __init__(
@@ -327,44 +389,6 @@ class SQSClient(_Base):
         resp = await self._call("send_message", self._url(queue_url), **kwargs)
         return str(resp["MessageId"])
 
-    async def send_entries(
-        self,
-        entries: Sequence[SendEntry],
-        *,
-        queue_url: str | None = None,
-        max_bytes: int | None = None,
-    ) -> BatchResult:
-        """Send any number of entries; retry only retryable failures; report every entry.
-
-        A queue that does not exist raises (nothing can have been delivered); any other failed
-        call fails just its own entries. Retried sends may duplicate (SQS is at-least-once).
-        """
-        url = self._url(queue_url)
-        plan = self._plan(entries, max_bytes)
-        gate = asyncio.Semaphore(max(1, self.send_concurrency))
-
-        async def one(chunk: list[SendEntry]) -> BatchResult:
-            async with gate:
-                try:
-                    return await self.send_batch(url, chunk)
-                except QueueDoesNotExistError:
-                    raise
-                except SQSError as exc:
-                    return whole_call_failure(exc, chunk)
-
-        while True:
-            # Let every call of the round finish before raising, so none outlives this method.
-            outcomes = await asyncio.gather(
-                *(one(c) for c in plan.chunks()), return_exceptions=True
-            )
-            errors = [o for o in outcomes if isinstance(o, BaseException)]
-            if errors:
-                raise errors[0]
-            delay = plan.record([o for o in outcomes if isinstance(o, BatchResult)])
-            if delay is None:
-                return plan.result()
-            await asyncio.sleep(delay)
-
     async def queue_attributes(self, queue_url: str | None = None) -> QueueAttributes:
         url = self._url(queue_url)
         resp = await self._call("get_queue_attributes", url, AttributeNames=_DEPTH_ATTRIBUTES)
@@ -374,7 +398,7 @@ class SQSClient(_Base):
         await self._call("get_queue_attributes", self._url(None), AttributeNames=["QueueArn"])
 
 
-class SyncSQSClient(_Base):
+class SyncSQSClient(QueueClientBase):
     """boto3 flavour for threaded web apps and provisioning: publish, depth, create queues."""
 
     def __init__(

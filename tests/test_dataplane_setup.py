@@ -61,7 +61,7 @@ async def test_a_proxy_in_the_environment_puts_the_data_plane_on_botocore(
         assert isinstance(dp, SQSClient)
     finally:
         await dp.close()
-    assert "uses the botocore client" in caplog.text and "127.0.0.1:3128" in caplog.text
+    assert "the botocore client is used" in caplog.text and "127.0.0.1:3128" in caplog.text
     assert "hunter2" not in caplog.text  # a proxy password never reaches the log
 
 

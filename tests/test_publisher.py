@@ -12,6 +12,7 @@ import pytest
 from goraxfast.config import Config
 from goraxfast.core.message import ExecutionMessage, decode_message, encode_message
 from goraxfast.errors import MessageTooLargeError, SQSError, ValidationError
+from goraxfast.fastsqs import FastSQSClient
 from goraxfast.publisher import Publisher, PublisherMetrics, SyncPublisher
 from goraxfast.sqs import (
     BatchFailure,
@@ -39,8 +40,9 @@ def message(n: int, *, trigger: bytes = b'{"n":1}', **changes: object) -> Execut
     return msg
 
 
-class RecordingClient(SQSClient):
-    """The real client; records each SendMessageBatch and can fail chosen entries (by body)."""
+class _Recording:
+    """Records each SendMessageBatch and can fail chosen entries (by body), then lets the real
+    client send the rest: mixed into both clients, so every ``client`` test runs on both."""
 
     calls: list[int]
     fail_body_marker: str = ""
@@ -50,7 +52,7 @@ class RecordingClient(SQSClient):
         self.calls.append(len(entries))
         marked = self.fail_body_marker
         bad = [e for e in entries if marked and marked in e.body]
-        real = await super().send_batch(queue_url, [e for e in entries if e not in bad])
+        real = await super().send_batch(queue_url, [e for e in entries if e not in bad])  # type: ignore[misc]
         fails = tuple(
             BatchFailure(e.id, self.fault.code, self.fault.message, self.fault.sender_fault)
             for e in bad
@@ -58,11 +60,20 @@ class RecordingClient(SQSClient):
         return BatchResult(real.successful, real.failed + fails, real.message_ids)
 
 
-@pytest.fixture
-async def client(config: Config) -> AsyncIterator[RecordingClient]:
-    async with RecordingClient(config, retry_base_s=0.001, retry_max_s=0.002) as c:
+class RecordingClient(_Recording, SQSClient):
+    """The real aiobotocore client, recording."""
+
+
+class RecordingFastClient(_Recording, FastSQSClient):
+    """The real fast client, recording."""
+
+
+@pytest.fixture(params=["botocore", "fast"])
+async def client(config: Config, request: pytest.FixtureRequest) -> AsyncIterator[RecordingClient]:
+    kind = RecordingClient if request.param == "botocore" else RecordingFastClient
+    async with kind(config, retry_base_s=0.001, retry_max_s=0.002) as c:
         c.calls = []
-        yield c
+        yield c  # type: ignore[misc]
 
 
 async def drain(client: SQSClient, expected: int) -> list[ReceivedMessage]:
@@ -177,13 +188,26 @@ async def test_failed_publish_counts_and_raises(config: Config) -> None:
         assert publisher.metrics == PublisherMetrics(0, 3, None)
 
 
-async def test_from_config_owns_its_client(config: Config) -> None:
+@pytest.mark.parametrize("kind", ["fast", "botocore"])
+async def test_from_config_owns_a_client_of_the_configured_kind(config: Config, kind: str) -> None:
     before = time.time()
-    async with Publisher.from_config(config) as publisher:
+    async with Publisher.from_config(config.with_(sqs_client=kind)) as publisher:
+        assert type(publisher.client) is (FastSQSClient if kind == "fast" else SQSClient)
         await publisher.publish(message(1))
         last = publisher.metrics.last_publish_time
         assert last is not None and before <= last <= time.time()
-    assert publisher.client._client is None  # closed with the publisher
+    with pytest.raises(RuntimeError, match="not started"):  # closed with the publisher
+        await publisher.client.send_message("after close")
+
+
+async def test_from_config_uses_botocore_where_a_proxy_applies(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:3128")
+    publisher = Publisher.from_config(config.with_(sqs_client="fast"))
+    assert type(publisher.client) is SQSClient
 
 
 # --- sync -------------------------------------------------------------------------------------
