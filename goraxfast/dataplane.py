@@ -73,6 +73,9 @@ async def open_data_plane(config: Config) -> ClosableDataPlane:
     raise ValueError(f"unknown sqs_client {config.sqs_client!r}: expected 'botocore' or 'fast'")
 
 
+_WARNED_PROXIES: set[tuple[str, str]] = set()
+
+
 def fast_client_applies(config: Config) -> bool:
     """``GORAXFAST_SQS_CLIENT=fast`` and no environment proxy in the way (logged when there is:
     the fast client connects directly, and bypassing a proxy is not ours to decide)."""
@@ -82,6 +85,9 @@ def fast_client_applies(config: Config) -> bool:
     proxy = environ_proxy(endpoint)
     if proxy is None:
         return True
+    if (endpoint, proxy) in _WARNED_PROXIES:  # an app may open a publisher per request
+        return False
+    _WARNED_PROXIES.add((endpoint, proxy))
     log.warning(
         "GORAXFAST_SQS_CLIENT=fast does not speak through proxies and %s goes through %s "
         "(HTTP(S)_PROXY, not exempted by NO_PROXY): the botocore client is used instead",

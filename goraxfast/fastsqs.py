@@ -10,10 +10,12 @@ DeleteMessageBatch(10). Credentials, error mapping and retries follow botocore (
 :mod:`goraxfast.dataplane`); behaviour is held equal to :class:`goraxfast.sqs.SQSClient` by
 running the same scenarios on both (``tests/test_fastsqs.py``).
 
-One deliberate difference: a send (SendMessage, SendMessageBatch) is never sent again once its
-bytes may have reached SQS (a timeout, or a connection lost after writing), because a replay
-would duplicate messages; it fails with an :class:`SQSError` and its caller decides (the acker
-retries dead letters with its own bookkeeping). Deletes, visibility changes and receives are
+One deliberate difference: a send (SendMessage, SendMessageBatch) is never sent again *by this
+call* once its bytes may have reached SQS (a timeout, or a connection lost after writing),
+because a replay could duplicate messages; it fails with an :class:`SQSError` and its caller
+decides. The acker retries dead letters with its own bookkeeping; ``send_entries`` (so
+``Publisher.publish_batch``) sends the entries again in its next round, as botocore would,
+preferring a possible duplicate to a possibly lost message. Deletes, visibility changes and receives are
 safe to repeat: a repeated delete or visibility change has the same effect, and a receive whose
 answer was lost only leaves its messages invisible until their visibility timeout ends, as a
 crash would. Queue URLs go in the JSON body as given; requests go to the endpoint.

@@ -184,6 +184,10 @@ class Publisher(_PublishCore):
         fast client when ``GORAXFAST_SQS_CLIENT=fast`` (the default) and no environment proxy
         applies, else aiobotocore's (see :func:`goraxfast.dataplane.fast_client_applies`)."""
         config.require_queue()
+        if config.sqs_client not in ("fast", "botocore"):
+            raise ValueError(
+                f"unknown sqs_client {config.sqs_client!r}: expected 'botocore' or 'fast'"
+            )
         client: PublishingClient
         if fast_client_applies(config):
             from goraxfast.fastsqs import FastSQSClient
@@ -213,7 +217,12 @@ class Publisher(_PublishCore):
             await self.client.close()
 
     async def publish(self, msg: ExecutionMessage) -> str:
-        """Publish one message; its SQS MessageId. Raises SQSError (counted failed) on failure."""
+        """Publish one message; its SQS MessageId. Raises SQSError (counted failed) on failure.
+
+        With the fast client a lost answer (SQS may have the message) raises at once rather than
+        sending again: whether to risk a duplicate is the caller's choice here. ``publish_batch``
+        sends again (see :meth:`goraxfast.sqs.AsyncQueueClient.send_entries`).
+        """
         entry = self._prepare([msg])[0]
         try:
             message_id = await self.client.send_message(

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from test_fasthttp import self_signed
 
+from goraxfast import dataplane
 from goraxfast.config import Config
 from goraxfast.dataplane import open_data_plane
 from goraxfast.errors import ConfigError, SQSError
@@ -31,6 +32,7 @@ def no_proxies_or_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
     monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    monkeypatch.setattr(dataplane, "_WARNED_PROXIES", set())
 
 
 def config(endpoint: str) -> Config:
@@ -63,6 +65,17 @@ async def test_a_proxy_in_the_environment_puts_the_data_plane_on_botocore(
         await dp.close()
     assert "the botocore client is used" in caplog.text and "127.0.0.1:3128" in caplog.text
     assert "hunter2" not in caplog.text  # a proxy password never reaches the log
+
+
+def test_the_proxy_warning_is_logged_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An app may open a publisher per request: one warning, not one per publisher."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:3128")
+    with caplog.at_level(logging.WARNING, logger="goraxfast.dataplane"):
+        for _ in range(3):
+            assert not dataplane.fast_client_applies(config("http://127.0.0.1:1"))
+    assert caplog.text.count("does not speak through proxies") == 1
 
 
 async def test_no_proxy_exempting_the_endpoint_keeps_the_fast_client(

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from test_fastsqs import HANG, ScriptedSQS, answer, fast
 
 from goraxfast.config import Config
 from goraxfast.core.message import ExecutionMessage, decode_message, encode_message
@@ -178,8 +179,9 @@ async def test_metrics_exact_under_concurrent_publishes(client: RecordingClient)
     assert publisher.metrics == PublisherMetrics(24, 0, 1234.5)
 
 
-async def test_failed_publish_counts_and_raises(config: Config) -> None:
-    async with SQSClient(config, queue_url=config.queue_url + "-gone") as c:
+@pytest.mark.parametrize("kind", [SQSClient, FastSQSClient])
+async def test_failed_publish_counts_and_raises(config: Config, kind: type[SQSClient]) -> None:
+    async with kind(config, queue_url=config.queue_url + "-gone") as c:
         publisher = Publisher(c)
         with pytest.raises(SQSError, match="SendMessage"):
             await publisher.publish(message(1))
@@ -239,3 +241,33 @@ def test_sync_publisher_checks_before_sending(config: Config) -> None:
             publisher.publish(message(2, trigger_type=""))
         assert publisher.client.queue_attributes().total == 0
         assert publisher.metrics == PublisherMetrics(0, 0, None)
+
+
+# --- a lost answer through the fast client ------------------------------------------------------
+
+
+async def test_a_lost_answer_fails_publish_without_sending_again() -> None:
+    """SQS may have the message: publish() leaves the choice of a possible duplicate to its caller."""
+    async with ScriptedSQS(HANG) as server, fast(server, response_margin_s=0.05) as client:
+        publisher = Publisher(client)
+        with pytest.raises(SQSError, match="SendMessage"):
+            await publisher.publish(message(1))
+    assert len(server.requests) == 1
+    assert publisher.metrics.failed == 1
+
+
+async def test_a_lost_answer_in_publish_batch_is_sent_again() -> None:
+    """At-least-once, as with botocore: a batch call whose answer was lost is sent again."""
+    sent = answer(200, {"Successful": [{"Id": "0", "MessageId": "m-0"}], "Failed": []})
+    async with (
+        ScriptedSQS(HANG, sent) as server,
+        fast(server, response_margin_s=0.05, retry_base_s=0.001) as client,
+    ):
+        result = await Publisher(client).publish_batch([message(0)])
+    assert result.ok and result.published[0].message_id == "m-0"
+    assert [h["x-amz-target"] for h, _ in server.requests] == ["AmazonSQS.SendMessageBatch"] * 2
+
+
+def test_from_config_refuses_an_unknown_client(config: Config) -> None:
+    with pytest.raises(ValueError, match="unknown sqs_client 'bogus'"):
+        Publisher.from_config(config.with_(sqs_client="bogus"))
