@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from goraxfast.acker import Acker, DeadLetter
 from goraxfast.core import counters as C
 from goraxfast.core.acks import AckEntry, AckKind
@@ -32,8 +34,11 @@ from goraxfast.sqs import ReceivedMessage
 log = logging.getLogger("goraxfast.dispatch")
 
 
-@dataclass(slots=True)
-class Held:
+class Held(msgspec.Struct, gc=False):
+    """A message the parent holds, from receipt to ack. A Struct: one is made per message
+    received, in ~0.08 us against ~0.22 us for a slotted dataclass (and nothing in it can form
+    a reference cycle, so the garbage collector need not track it)."""
+
     slot: int
     message_id: str
     receipt_handle: str

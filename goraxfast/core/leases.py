@@ -117,7 +117,11 @@ class LeaseBook:
         """Forget a lease (acked or released); unknown keys are fine."""
         lease = self._leases.pop(key, None)
         if lease is not None:
-            self._drop(lease)
+            lease.live -= 1  # _drop, inline: this runs once per message
+            if lease.live == 0:
+                self._live_leases -= 1
+                if len(self._heap) > 2 * self._live_leases + 64:
+                    self._compact()
 
     def due(self, now: float) -> list[Renewal]:
         """Renewals to send now; each renewed lease then expires at ``now + timeout_s``."""

@@ -70,7 +70,7 @@ class TenantLimiter(Generic[T]):
         state = self._tenants.get(tenant)
         if state is None:
             state = self._tenants[tenant] = _Tenant()
-        if state.running < self.cap(tenant) and not state.waiting:
+        if state.running < self._caps.get(tenant, self.default_cap) and not state.waiting:
             state.running += 1
             return Admission.ADMITTED
         if (
