@@ -30,7 +30,7 @@ LATENCY_BUCKETS_S: tuple[float, ...] = (
     60.0,
     300.0,
 )
-_BUCKET_NS = tuple(int(b * 1e9) for b in LATENCY_BUCKETS_S)
+BUCKET_NS = tuple(int(b * 1e9) for b in LATENCY_BUCKETS_S)  # upper bounds, ns
 
 CONTROL = 0  # written by the parent: 1 = drain (finish what runs, run nothing new)
 HEARTBEAT_NS = 1  # worker's last sign of life (monotonic ns)
@@ -65,7 +65,7 @@ SUMMED: tuple[tuple[str, int], ...] = (
 
 def bucket_index(duration_ns: int) -> int:
     """The histogram slot offset for one handler duration (the last one is +Inf)."""
-    return bisect.bisect_left(_BUCKET_NS, duration_ns)
+    return bisect.bisect_left(BUCKET_NS, duration_ns)
 
 
 @dataclass(slots=True)
