@@ -24,6 +24,7 @@ from bench.measure import median, percentile
 
 BASELINE = "goraxfast-fast"  # the engine's default data plane; write() reads it from meta
 PUBLISH_BASELINE = "async-batch"
+CEILING = "ceiling"  # the raw-HTTP contender: SQS calls and nothing else
 
 
 def machine() -> dict[str, Any]:
@@ -102,12 +103,42 @@ def add_ratios(rows: list[dict[str, Any]], baseline: str = BASELINE) -> None:
         for r in rows
         if r["contender"] == baseline and r["status"] == "ok"
     }
+    ceiling = {
+        (r["server"], r["workers"], r["handler"]): r
+        for r in rows
+        if r["contender"] == CEILING and r["status"] == "ok"
+    }
     for row in rows:
-        ref = base.get((row["server"], row["workers"], row["handler"]))
+        key = (row["server"], row["workers"], row["handler"])
+        ref = base.get(key)
         row["x_throughput"] = _ratio(row["msgs_per_s"], ref["msgs_per_s"] if ref else math.nan)
         row["x_cpu"] = _ratio(
             row["client_us_per_msg"], ref["client_us_per_msg"] if ref else math.nan
         )
+        top = ceiling.get(key)
+        row["x_cpu_ceiling"] = _ratio(
+            row["client_us_per_msg"], top["client_us_per_msg"] if top else math.nan
+        )
+
+
+def ceiling_line(rows: Sequence[dict[str, Any]]) -> str:
+    """Each contender's client CPU per message over the raw-HTTP ceiling's in the same run.
+
+    This machine's speed moves by ~20 % within an hour, and every contender's µs/msg with it;
+    the ratio to a contender that does nothing but the SQS calls moves far less (1.2-1.4 for
+    the fast engine over four runs whose µs/msg spanned 26-34).
+    """
+    parts = [
+        f"{r['label']} {_x(r['x_cpu_ceiling'])}"
+        for r in rows
+        if r["status"] == "ok" and r["contender"] != CEILING and not math.isnan(r["x_cpu_ceiling"])
+    ]
+    if not parts:
+        return ""
+    return (
+        "Client CPU per message over the raw-HTTP ceiling's in the same run (steadier than µs "
+        "across runs on a shared machine): " + "; ".join(parts) + "."
+    )
 
 
 def _ratio(value: float, ref: float) -> float:
@@ -347,6 +378,8 @@ def markdown(doc: dict[str, Any]) -> str:
             counts = m["messages"]
             n = counts.get(name, counts.get("*")) if isinstance(counts, dict) else counts
             lines += [f"End-to-end, {n} measured messages per run:", "", e2e_table(rows), ""]
+            if ceiling_line(rows):
+                lines += [ceiling_line(rows), ""]
         scaling = [r for r in doc["scaling_summary"] if r["server"] == name]
         if scaling:
             lines += [

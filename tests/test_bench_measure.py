@@ -268,6 +268,21 @@ class TestSummaries:
         (row,) = summarize([run_row("other")])
         assert math.isnan(row["x_throughput"]) and math.isnan(row["x_cpu"])
 
+    def test_cpu_over_the_ceiling_of_the_same_run(self) -> None:
+        from bench.report import ceiling_line, summarize
+
+        rows = summarize([run_row("goraxfast-fast", cpu_us=30.0), run_row("ceiling", cpu_us=20.0)])
+        fast = next(r for r in rows if r["contender"] == "goraxfast-fast")
+        assert fast["x_cpu_ceiling"] == 1.5
+        line = ceiling_line(rows)
+        assert "goraxfast-fast ×1.50" in line and "ceiling ×" not in line
+
+    def test_no_ceiling_ratio_without_a_ceiling_run(self) -> None:
+        from bench.report import ceiling_line, summarize
+
+        (row,) = summarize([run_row("goraxfast-fast")])
+        assert math.isnan(row["x_cpu_ceiling"]) and ceiling_line([row]) == ""
+
     def test_data_plane_ratios_per_call_and_per_message(self) -> None:
         from bench.report import summarize_dataplane
 
