@@ -227,9 +227,10 @@ def received(m: WireMessage) -> ReceivedMessage:
 
 def fast_batch_result(resp: BatchResponse) -> BatchResult:
     """As :func:`goraxfast.sqs.batch_result` does with botocore's parse."""
-    failed = tuple(BatchFailure(f.Id, f.Code, f.Message, f.SenderFault) for f in resp.Failed)
-    ids = {s.Id: s.MessageId for s in resp.Successful if isinstance(s.MessageId, str)}
-    return BatchResult(tuple(s.Id for s in resp.Successful), failed, ids)
+    ok = resp.Successful
+    failed = tuple([BatchFailure(f.Id, f.Code, f.Message, f.SenderFault) for f in resp.Failed])
+    ids = {s.Id: s.MessageId for s in ok if s.MessageId is not UNSET}  # send batches only
+    return BatchResult(tuple([s.Id for s in ok]), failed, ids)
 
 
 def send_request(payload: list[dict[str, Any]]) -> list[dict[str, Any]]:
