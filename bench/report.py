@@ -125,8 +125,8 @@ def ceiling_line(rows: Sequence[dict[str, Any]]) -> str:
     """Each contender's client CPU per message over the raw-HTTP ceiling's in the same run.
 
     This machine's speed moves by ~20 % within an hour, and every contender's µs/msg with it;
-    the ratio to a contender that does nothing but the SQS calls moves far less (1.2-1.4 for
-    the fast engine over four runs whose µs/msg spanned 26-34).
+    the ratio to a contender that does nothing but the SQS calls moves far less (1.23-1.45 for
+    the fast engine over five runs of 2026-11-28 whose µs/msg spanned 26-34).
     """
     parts = [
         f"{r['label']} {_x(r['x_cpu_ceiling'])}"
@@ -353,7 +353,7 @@ def markdown(doc: dict[str, Any]) -> str:
         "+ N measured messages (N in each server's heading; the same gorax ExecutionMessages for all; Celery "
         "and dramatiq get them in their own envelope), handler "
         f"`{m['handler']}`, {m['workers']} worker processes where the contender has workers; "
-        f"median of {m['runs']} runs (each contender goes first in turn; a server the bench "
+        f"median of {m['runs']} runs (the starting contender rotates from run to run; a server the bench "
         "starts is warmed first, with a 5,000-message drain on fauxqs, 1,000 on LocalStack, and "
         "one uncounted run of the ceiling contender). The window closes when every message is handled *and* "
         "the queue is empty (deletes included). CPU is whole process trees from /proc; "
