@@ -182,9 +182,9 @@ class _SyncWorker(_WorkerBase):
     delivery it has not started is still in the ring (and released, not failed) if it dies.
 
     The loop is written for a no-op handler's sake: with one, this loop *is* the worker's CPU
-    per message, so the success path is inline here (constants bound to locals, the body decoded
-    without the checks the parent already made) and only an exception takes the longer road
-    through :meth:`handle`'s twin, :meth:`failed`.
+    per message, so a delivery is handled inline in it (constants bound to locals, the body
+    decoded without the checks the parent already made); only an exception takes the longer
+    road, through :meth:`failed`.
     """
 
     def run(self) -> int:
@@ -245,27 +245,8 @@ class _SyncWorker(_WorkerBase):
             if end - self._last_notify_ns >= NOTIFY_EVERY_NS:
                 self.notify(end)
 
-    def handle(self, d: Delivery) -> Result:
-        """One delivery, start to finish (the loop above inlines the success path of this)."""
-        c = self.counters
-        start = time.monotonic_ns()
-        c[C.BUSY_SLOT] = d.slot
-        c[C.BUSY_SINCE_NS] = start
-        c[C.STARTED] += 1
-        bound = self.bound
-        try:
-            msg = decode_trusted_message(d.body)
-            if bound.wants_info:
-                bound.func(msg, self.info(d))
-            else:
-                bound.func(msg)
-        except BaseException as exc:  # any ending of a handler is an outcome, SystemExit too
-            return self.failed(d, exc, start)
-        c[C.BUSY_SINCE_NS] = 0
-        end = time.monotonic_ns()
-        return Result(d.slot, _SUCCESS, -1.0, "", end - start, time.time_ns() // 1_000_000)
-
     def failed(self, d: Delivery, exc: BaseException, start_ns: int) -> Result:
+        """The result of a handler that raised (any exception, SystemExit too)."""
         self.counters[C.BUSY_SINCE_NS] = 0
         outcome, delay, reason = outcome_of(exc)
         end = time.monotonic_ns()
