@@ -19,6 +19,17 @@ from goraxfast.errors import EngineError
 from profiles.breakdown import InMemoryPlane
 
 
+def offline_config(**changes: Any) -> Config:
+    """One worker, no HTTP server, a queue URL nothing contacts: the data plane is a fake."""
+    config = Config(
+        queue_url="http://127.0.0.1:1/000000000000/never-contacted",
+        worker_processes=1,
+        health_port=0,
+        shutdown_grace_s=5,
+    )
+    return config.with_(**changes)
+
+
 class _ReceivesWhatNobodyCanRead(InMemoryPlane):
     """Answers ReceiveMessage with an object the dispatcher cannot read; acks succeed."""
 
@@ -36,13 +47,7 @@ class _ReceivesWhatNobodyCanRead(InMemoryPlane):
 async def test_a_poller_killed_by_a_bug_stops_the_engine_with_exit_code_1(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    config = Config(
-        queue_url="http://127.0.0.1:1/000000000000/never-contacted",
-        worker_processes=1,
-        pollers=1,
-        health_port=0,
-        shutdown_grace_s=5,
-    )
+    config = offline_config(pollers=1)
     plane = _ReceivesWhatNobodyCanRead()
     engine = Engine(config, lambda msg: None, data_plane=plane, serve_http=False)
     with caplog.at_level(logging.ERROR, logger="goraxfast"):
@@ -71,12 +76,7 @@ async def test_a_bug_in_reading_results_stops_the_engine_with_exit_code_1(
         return original(self, seat)
 
     monkeypatch.setattr(Dispatcher, "on_results", broken)
-    config = Config(
-        queue_url="http://127.0.0.1:1/000000000000/never-contacted",
-        worker_processes=1,
-        health_port=0,
-        shutdown_grace_s=5,
-    )
+    config = offline_config()
     engine = Engine(config, lambda msg: None, data_plane=InMemoryPlane(20), serve_http=False)
     await engine.start()
     await asyncio.wait_for(engine.wait(), 30)
@@ -107,12 +107,7 @@ async def test_a_worker_that_gives_up_while_the_engine_is_still_starting_stops_i
         await started(self)
 
     monkeypatch.setattr(HealthServer, "start", slow_start)
-    config = Config(
-        queue_url="http://127.0.0.1:1/000000000000/never-contacted",
-        worker_processes=1,
-        health_port=0,
-        shutdown_grace_s=5,
-    )
+    config = offline_config()
     engine = Engine(
         config, lambda msg: None, data_plane=InMemoryPlane(0), worker_init=init_fails_slowly
     )
