@@ -31,7 +31,7 @@ import http.client
 import json
 import logging
 import ssl
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import botocore.session
@@ -44,9 +44,12 @@ from botocore.utils import get_environ_proxies
 from goraxfast.config import Config
 from goraxfast.errors import ConfigError, ConfigProblem
 from goraxfast.fasthttp import Response
-from goraxfast.sqs import RETRYABLE_CODES, DataPlane
+from goraxfast.sqs import RETRYABLE_CODES, DataPlane, SQSClient
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from goraxfast.fastsqs import FastSQSClient  # imported where used: fastsqs imports this
 
 
 class ClosableDataPlane(DataPlane, Protocol):
@@ -56,21 +59,25 @@ class ClosableDataPlane(DataPlane, Protocol):
 
 
 async def open_data_plane(config: Config) -> ClosableDataPlane:
-    """A started client for ``config.sqs_client``: ``"fast"`` (default) or ``"botocore"``.
+    """A started client for ``config.sqs_client`` (see :func:`new_client`)."""
+    return await new_client(config).start()
+
+
+def new_client(config: Config) -> SQSClient | FastSQSClient:
+    """An unstarted async client for ``config.sqs_client``: ``"fast"`` (default) or ``"botocore"``;
+    the engine's data plane and ``Publisher.from_config`` both take theirs from here.
 
     The fast client connects straight to the endpoint. Where botocore would go through an HTTP
-    proxy instead (``HTTP_PROXY``/``HTTPS_PROXY``, less ``NO_PROXY``), the data plane uses
-    botocore too, and says so once: bypassing a proxy an operator set up is not ours to decide.
+    proxy instead (``HTTP_PROXY``/``HTTPS_PROXY``, less ``NO_PROXY``), botocore's client is used,
+    and that is said once: bypassing a proxy an operator set up is not ours to decide.
     """
+    if config.sqs_client not in ("fast", "botocore"):
+        raise ValueError(f"unknown sqs_client {config.sqs_client!r}: expected 'botocore' or 'fast'")
     if fast_client_applies(config):
         from goraxfast.fastsqs import FastSQSClient
 
-        return await FastSQSClient(config).start()
-    if config.sqs_client in ("fast", "botocore"):
-        from goraxfast.sqs import SQSClient
-
-        return await SQSClient(config).start()
-    raise ValueError(f"unknown sqs_client {config.sqs_client!r}: expected 'botocore' or 'fast'")
+        return FastSQSClient(config)
+    return SQSClient(config)
 
 
 _WARNED_PROXIES: set[tuple[str, str]] = set()

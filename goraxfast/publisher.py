@@ -20,13 +20,12 @@ from typing import Any, Protocol
 
 from goraxfast.config import Config
 from goraxfast.core.message import ExecutionMessage, encode_message, validation_problem
-from goraxfast.dataplane import fast_client_applies
+from goraxfast.dataplane import new_client
 from goraxfast.errors import MessageTooLargeError, SQSError, ValidationError
 from goraxfast.sqs import (
     SQS_DEFAULT_MAX_MESSAGE_BYTES,
     BatchResult,
     SendEntry,
-    SQSClient,
     SyncSQSClient,
     entry_size,
     is_retryable,
@@ -182,19 +181,9 @@ class Publisher(_PublishCore):
     ) -> Publisher:
         """A publisher with a client of its own, started and closed by ``async with``: the
         fast client when ``GORAXFAST_SQS_CLIENT=fast`` (the default) and no environment proxy
-        applies, else aiobotocore's (see :func:`goraxfast.dataplane.fast_client_applies`)."""
+        applies, else aiobotocore's (:func:`goraxfast.dataplane.new_client` chooses)."""
         config.require_queue()
-        if config.sqs_client not in ("fast", "botocore"):
-            raise ValueError(
-                f"unknown sqs_client {config.sqs_client!r}: expected 'botocore' or 'fast'"
-            )
-        client: PublishingClient
-        if fast_client_applies(config):
-            from goraxfast.fastsqs import FastSQSClient
-
-            client = FastSQSClient(config)
-        else:
-            client = SQSClient(config)
+        client: PublishingClient = new_client(config)
         publisher = cls(client, max_message_bytes=max_message_bytes)
         publisher._owns_client = True
         return publisher
