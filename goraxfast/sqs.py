@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -230,44 +230,31 @@ class AsyncQueueClient(QueueClientBase):
         A queue that does not exist raises (nothing can have been delivered); any other failed
         call fails just its own entries. Retried sends may duplicate (SQS is at-least-once).
         """
+        url = self._url(queue_url)
         plan = self._plan(entries, max_bytes)
-        return await send_planned(
-            self.send_batch, self._url(queue_url), plan, self.send_concurrency
-        )
+        gate = asyncio.Semaphore(max(1, self.send_concurrency))
 
+        async def one(chunk: list[SendEntry]) -> BatchResult:
+            async with gate:
+                try:
+                    return await self.send_batch(url, chunk)
+                except QueueDoesNotExistError:
+                    raise
+                except SQSError as exc:
+                    return whole_call_failure(exc, chunk)
 
-async def send_planned(
-    send_batch: Callable[[str, Sequence[SendEntry]], Awaitable[BatchResult]],
-    url: str,
-    plan: SendPlan,
-    concurrency: int,
-) -> BatchResult:
-    """The I/O half of :class:`SendPlan`, for any async client: each round's chunks sent at most
-    ``concurrency`` at once, a failed call failing only its own entries, until the plan is done.
-
-    A queue that does not exist raises (nothing can have been delivered).
-    """
-    gate = asyncio.Semaphore(max(1, concurrency))
-
-    async def one(chunk: list[SendEntry]) -> BatchResult:
-        async with gate:
-            try:
-                return await send_batch(url, chunk)
-            except QueueDoesNotExistError:
-                raise
-            except SQSError as exc:
-                return whole_call_failure(exc, chunk)
-
-    while True:
-        # Let every call of the round finish before raising, so none outlives the caller.
-        outcomes = await asyncio.gather(*(one(c) for c in plan.chunks()), return_exceptions=True)
-        errors = [o for o in outcomes if isinstance(o, BaseException)]
-        if errors:
-            raise errors[0]
-        delay = plan.record([o for o in outcomes if isinstance(o, BatchResult)])
-        if delay is None:
-            return plan.result()
-        await asyncio.sleep(delay)
+        while True:
+            # Let every call of the round finish before raising, so none outlives this method.
+            outcomes = await asyncio.gather(
+                *(one(c) for c in plan.chunks()), return_exceptions=True
+            )
+            errors = [o for o in outcomes if isinstance(o, BaseException)]
+            if errors:
+                raise errors[0]
+            delay = plan.record([o for o in outcomes if isinstance(o, BatchResult)])
+            if delay is None:
+                return plan.result()
+            await asyncio.sleep(delay)
 
 
 class SQSClient(AsyncQueueClient):
