@@ -1,11 +1,13 @@
 """Sends what the ack batcher decided: deletes, visibility changes and dead-letters, in batches.
 
-The batcher (pure) decides *when* a batch goes; this module only makes the calls and reads the
+The batcher (pure) decides *when* a batch goes, :func:`~goraxfast.core.sqs_model.is_retryable`
+(one table of SQS error codes) whether a failed entry is sent again, and
+:mod:`goraxfast.core.deadletter` what a letter holds; this module makes the calls and reads the
 per-entry results. Every entry fails alone in SQS batch calls, so each failed entry is either
 re-queued (transient) or given up with a count and a log line (its receipt handle is no longer
 valid: the message will come back through its visibility timeout; nothing is lost either way).
 Dead-lettering is two-phase: a message is deleted from the main queue only after the DLQ
-accepted its copy.
+accepted its copy, and not at all when only a stub of it fitted the DLQ.
 """
 
 from __future__ import annotations
@@ -13,13 +15,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from goraxfast.core.acks import SQS_MAX_BATCH, AckBatch, AckBatcher, AckEntry, AckKind
+from goraxfast.core.deadletter import DeadLetter, FittedLetter, fit_letter
+from goraxfast.core.sqs_model import (
+    AMBIGUOUS_CODES,
+    SQS_DEFAULT_MAX_MESSAGE_BYTES,
+    BatchFailure,
+    BatchResult,
+    SendEntry,
+    chunk_entries,
+    is_retryable,
+)
 from goraxfast.errors import QueueDoesNotExistError, SQSError
-from goraxfast.sqs import BatchFailure, BatchResult, DataPlane, SendEntry, chunk_entries, entry_size
+from goraxfast.sqs import DataPlane
 from goraxfast.wakeup import Wakeup
 
 log = logging.getLogger("goraxfast.acks")
@@ -27,69 +38,6 @@ log = logging.getLogger("goraxfast.acks")
 MAX_ATTEMPTS = 6
 _ENTRY_IDS = tuple(str(i) for i in range(SQS_MAX_BATCH))  # batch entry ids, made once
 MAX_CALLS_IN_FLIGHT = 16
-SQS_MAX_ATTRIBUTES = 10
-_GIVE_UP_CODES = frozenset(
-    {
-        "ReceiptHandleIsInvalid",
-        "AWS.SimpleQueueService.ReceiptHandleIsInvalid",
-        "MessageNotInflight",
-        "AWS.SimpleQueueService.MessageNotInflight",
-        "InvalidParameterValue",
-    }
-)
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """What goes to the DLQ: the original body and attributes, plus why and how often."""
-
-    body: str
-    attributes: Mapping[str, dict[str, Any]]
-    reason: str
-    receive_count: int
-    message_id: str
-    source_queue: str
-
-    def fitted_entry(self, entry_id: str, max_bytes: int) -> SendEntry:
-        """The entry, trimmed to fit: the body is sacred, our annotations are not."""
-        entry = self.entry(entry_id)
-        if entry_size(entry) <= max_bytes:
-            return entry
-        return self.entry(entry_id, reason_chars=200, keep_original_attributes=False)
-
-    def entry(
-        self, entry_id: str, *, reason_chars: int = 4000, keep_original_attributes: bool = True
-    ) -> SendEntry:
-        ours = {
-            "goraxfast_dlq_reason": _string(self.reason[:reason_chars] or "unknown"),
-            "goraxfast_receive_count": {
-                "DataType": "Number",
-                "StringValue": str(self.receive_count),
-            },
-            "goraxfast_source_message_id": _string(self.message_id),
-            "goraxfast_source_queue": _string(self.source_queue),
-        }
-        kept: dict[str, dict[str, Any]] = {}
-        for name, value in self.attributes.items() if keep_original_attributes else ():
-            if len(kept) + len(ours) >= SQS_MAX_ATTRIBUTES:
-                break
-            if name not in ours:
-                kept[name] = _clean_attribute(value)
-        return SendEntry(id=entry_id, body=self.body, message_attributes={**kept, **ours})
-
-
-def _string(value: str) -> dict[str, Any]:
-    return {"DataType": "String", "StringValue": value}
-
-
-def _clean_attribute(value: dict[str, Any]) -> dict[str, Any]:
-    """Keep only what SendMessage accepts of an attribute as ReceiveMessage returned it."""
-    out: dict[str, Any] = {"DataType": value.get("DataType", "String")}
-    if "StringValue" in value:
-        out["StringValue"] = value["StringValue"]
-    if "BinaryValue" in value:
-        out["BinaryValue"] = value["BinaryValue"]
-    return out
 
 
 @dataclass(slots=True)
@@ -101,6 +49,8 @@ class AckCounters:
     call_errors: int = 0
     entries_retried: int = 0
     entries_given_up: int = 0
+    letters_body_omitted: int = 0  # only a stub fitted the DLQ; the original stays for redrive
+    letter_answers_lost: int = 0  # DLQ sends whose answer never came (a copy may exist)
     by_kind_in_flight: dict[AckKind, int] = field(default_factory=lambda: dict.fromkeys(AckKind, 0))
 
 
@@ -115,7 +65,7 @@ class Acker:
         queue_url: str,
         dlq_url: str,
         clock: Callable[[], float],
-        max_message_bytes: int = 262_144,
+        max_message_bytes: int = SQS_DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.max_message_bytes = max_message_bytes
         self.batcher = batcher
@@ -186,26 +136,26 @@ class Acker:
         task.add_done_callback(self._calls.discard)
 
     async def _send(self, batch: AckBatch) -> None:
-        entries = batch.entries
         try:
+            if batch.kind is AckKind.DEAD_LETTER:
+                await self._send_letters(batch)
+                return
             self.counters.calls += 1
             try:
                 result = await self._call(batch)
             except QueueDoesNotExistError as exc:
-                # No retry can succeed: the queue (or the DLQ) is gone.
+                # No retry can succeed: the queue is gone.
                 self.counters.call_errors += 1
-                for entry in entries:
+                for entry in batch.entries:
                     self._give_up(batch.kind, entry, str(exc))
                 return
             except SQSError as exc:
                 self.counters.call_errors += 1
-                log.warning("%s; %d entries will be retried", exc, len(entries))
-                for entry in entries:
-                    self._retry(batch.kind, entry, str(exc))
-                return
+                log.warning("%s; %d entries will be retried", exc, len(batch.entries))
+                result = _whole_call_failed(exc, len(batch.entries))
             self._settle(batch, result)
         finally:
-            self.counters.by_kind_in_flight[batch.kind] -= len(entries)
+            self.counters.by_kind_in_flight[batch.kind] -= len(batch.entries)
             self._slots.release()
 
     async def _call(self, batch: AckBatch) -> BatchResult:
@@ -214,46 +164,110 @@ class Acker:
             return await self.dp.delete_batch(
                 [(_ENTRY_IDS[i], e.receipt_handle) for i, e in enumerate(entries)]
             )
-        if batch.kind is AckKind.VISIBILITY:
-            return await self.dp.change_visibility_batch(
-                [
-                    (_ENTRY_IDS[i], e.receipt_handle, e.visibility_timeout_s)
-                    for i, e in enumerate(entries)
-                ]
-            )
-        letters = []
-        for i, e in enumerate(entries):
-            assert isinstance(e.payload, DeadLetter)
-            letters.append(e.payload.fitted_entry(str(i), self.max_message_bytes))
-        # One call per size-bounded chunk: a large letter must not sink its neighbours with
-        # BatchRequestTooLong.
-        results = [
-            await self.dp.send_batch(self.dlq_url, chunk)
-            for chunk in chunk_entries(letters, self.max_message_bytes)
-        ]
-        return BatchResult(
-            tuple(i for r in results for i in r.successful),
-            tuple(f for r in results for f in r.failed),
+        return await self.dp.change_visibility_batch(
+            [
+                (_ENTRY_IDS[i], e.receipt_handle, e.visibility_timeout_s)
+                for i, e in enumerate(entries)
+            ]
         )
 
     def _settle(self, batch: AckBatch, result: BatchResult) -> None:
         entries = batch.entries
-        ok = [entries[int(i)] for i in result.successful]
+        ok = len(result.successful)
         if batch.kind is AckKind.DELETE:
-            self.counters.deleted += len(ok)
-        elif batch.kind is AckKind.VISIBILITY:
-            self.counters.visibility_changed += len(ok)
+            self.counters.deleted += ok
         else:
-            self.counters.dead_lettered += len(ok)
-            for entry in ok:
-                # Phase two: the DLQ holds the copy, now the original may go.
-                self.add(AckKind.DELETE, AckEntry(entry.key, entry.receipt_handle))
+            self.counters.visibility_changed += ok
         for failure in result.failed:
             entry = entries[int(failure.id)]
-            if _give_up(failure):
-                self._give_up(batch.kind, entry, f"{failure.code}: {failure.message}")
+            why = f"{failure.code}: {failure.message}"
+            if is_retryable(failure):
+                self._retry(batch.kind, entry, why)
             else:
-                self._retry(batch.kind, entry, f"{failure.code}: {failure.message}")
+                self._give_up(batch.kind, entry, why)
+
+    # --- dead letters ----------------------------------------------------------------------
+
+    async def _send_letters(self, batch: AckBatch) -> None:
+        """Fit each letter to the DLQ, send in size-bounded chunks, then settle each letter.
+
+        Chunks are sent concurrently and fail alone: a lost answer for one chunk must not make
+        the letters of another, already accepted, be sent again.
+        """
+        entries = batch.entries
+        fitted: list[FittedLetter] = []
+        for i, e in enumerate(entries):
+            assert isinstance(e.payload, DeadLetter)
+            fitted.append(fit_letter(e.payload, _ENTRY_IDS[i], self.max_message_bytes))
+        chunks = chunk_entries([f.entry for f in fitted], self.max_message_bytes)
+        results = await asyncio.gather(*(self._send_chunk(chunk) for chunk in chunks))
+        for result in results:
+            for entry_id in result.successful:
+                i = int(entry_id)
+                self._letter_accepted(entries[i], fitted[i])
+            for failure in result.failed:
+                self._letter_refused(entries[int(failure.id)], failure)
+
+    async def _send_chunk(self, chunk: Sequence[SendEntry]) -> BatchResult:
+        self.counters.calls += 1
+        try:
+            return await self.dp.send_batch(self.dlq_url, chunk)
+        except SQSError as exc:
+            self.counters.call_errors += 1
+            if not isinstance(exc, QueueDoesNotExistError):
+                log.warning("%s; %d dead letters will be retried", exc, len(chunk))
+            return _whole_call_failed(exc, [e.id for e in chunk])
+
+    def _letter_accepted(self, entry: AckEntry, fitted: FittedLetter) -> None:
+        self.counters.dead_lettered += 1
+        letter = entry.payload
+        assert isinstance(letter, DeadLetter)
+        if fitted.body_omitted:
+            # Only a stub fitted: the original stays where it is, whole, for the redrive policy.
+            self.counters.letters_body_omitted += 1
+            log.warning(
+                "message %s on %s is too large for the DLQ %s (%d bytes over its limit of %d): "
+                "sent a stub letter instead; the original stays in its queue for the redrive "
+                "policy (%s)",
+                letter.message_id,
+                self.queue_url,
+                self.dlq_url,
+                len(letter.body.encode()),
+                self.max_message_bytes,
+                letter.reason[:200],
+            )
+            self.add(
+                AckKind.VISIBILITY,
+                AckEntry(entry.key, entry.receipt_handle, letter.keep_visibility_s),
+            )
+            return
+        # Phase two: the DLQ holds the copy, now the original may go.
+        self.add(AckKind.DELETE, AckEntry(entry.key, entry.receipt_handle))
+
+    def _letter_refused(self, entry: AckEntry, failure: BatchFailure) -> None:
+        why = f"{failure.code}: {failure.message}"
+        if not is_retryable(failure):
+            self._give_up(AckKind.DEAD_LETTER, entry, why)
+            return
+        if failure.code in AMBIGUOUS_CODES:
+            # The DLQ may hold this letter already: resend it (same letter id) a bounded number
+            # of times, so that a flaky network cannot multiply copies.
+            self.counters.letter_answers_lost += 1
+            letter = entry.payload
+            assert isinstance(letter, DeadLetter)
+            letter = letter.answer_lost()
+            if not letter.may_resend_unanswered:
+                self._give_up(
+                    AckKind.DEAD_LETTER,
+                    entry,
+                    f"{why} (no answer {letter.unanswered_sends} times; the DLQ may hold a copy "
+                    f"with goraxfast_letter_id={letter.letter_id})",
+                )
+                return
+            entry = AckEntry(
+                entry.key, entry.receipt_handle, entry.visibility_timeout_s, letter, entry.attempts
+            )
+        self._retry(AckKind.DEAD_LETTER, entry, why)
 
     def _retry(self, kind: AckKind, entry: AckEntry, why: str) -> None:
         if entry.attempts + 1 >= MAX_ATTEMPTS:
@@ -294,8 +308,13 @@ class Acker:
         )
 
 
-def _give_up(failure: BatchFailure) -> bool:
-    """A stale receipt handle or a request SQS calls malformed will not succeed if repeated."""
-    return failure.code in _GIVE_UP_CODES or (
-        failure.sender_fault and "Throttl" not in failure.code
-    )
+def _whole_call_failed(exc: SQSError, ids: int | Sequence[str]) -> BatchResult:
+    """A whole call refused or unanswered: each entry failed with the call's code.
+
+    No AWS code means no answer (connection lost, timed out): ``RequestFailed``, retryable and
+    ambiguous. A code the error table does not know is retried too (SenderFault unknown), a
+    bounded number of times: giving up an ack means running its message again.
+    """
+    code = exc.code or "RequestFailed"
+    names = _ENTRY_IDS[:ids] if isinstance(ids, int) else ids
+    return BatchResult((), tuple(BatchFailure(i, code, str(exc), False) for i in names))

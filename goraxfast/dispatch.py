@@ -17,17 +17,17 @@ from typing import Any
 
 import msgspec
 
-from goraxfast.acker import Acker, DeadLetter
+from goraxfast.acker import Acker
 from goraxfast.core import counters as C
 from goraxfast.core.acks import AckEntry, AckKind
 from goraxfast.core.bursts import BurstSizer
+from goraxfast.core.deadletter import DeadLetter
 from goraxfast.core.leases import LeaseBook
 from goraxfast.core.limiter import Admission, TenantLimiter
 from goraxfast.core.message import decode_message
 from goraxfast.core.records import DELIVERY_DECODER, DELIVERY_ENCODER, RESULT_DECODER, Delivery
 from goraxfast.core.retry import Action, ActionKind, Outcome, RetryPolicy
 from goraxfast.core.ring import RingConsumer
-from goraxfast.errors import MessageError
 from goraxfast.shm import ChannelConsumer, ChannelProducer, Seat
 from goraxfast.sqs import ReceivedMessage
 
@@ -52,6 +52,7 @@ class Held(msgspec.Struct, gc=False):
 
 
 ALL_SLOTS = -2
+STAGED = -3  # Held.seat of a message settled without a worker (poison, throttle release)
 _OUTCOMES: tuple[Outcome, ...] = tuple(sorted(Outcome, key=int))  # by value: Outcome(i) is slow
 assert all(int(o) == i for i, o in enumerate(_OUTCOMES))
 _N_OUTCOMES = len(_OUTCOMES)
@@ -91,6 +92,7 @@ class DispatchCounters:
     throttled: int = 0  # waited for a tenant slot
     throttle_released: int = 0  # released with a delay (waiting bound or wait time exceeded)
     dead_letter_no_dlq: int = 0  # due for the DLQ, left to the redrive policy (no DLQ URL)
+    intake_failures: int = 0  # receive batches on_received failed on (a bug), recovered
     lease_renewals: int = 0
     e2e_histogram: list[int] = field(default_factory=lambda: [0] * (len(C.LATENCY_BUCKETS_S) + 1))
     e2e_sum_ms: int = 0
@@ -107,7 +109,6 @@ class Dispatcher:
         policy: RetryPolicy,
         clock: Callable[[], float],
         queue_url: str,
-        dlq_url: str,
         throttle_release_delay_s: int,
     ) -> None:
         self.seats = list(seats)
@@ -117,13 +118,13 @@ class Dispatcher:
         self.policy = policy
         self.clock = clock
         self.queue_url = queue_url
-        self.dlq_url = dlq_url
         self.throttle_release_delay_s = throttle_release_delay_s
         self.held: dict[int, Held] = {}
         self.ready: deque[int] = deque()
         self.counters = DispatchCounters()
         self.accepting = True  # False once draining: nothing new is dispatched
         self._next_slot = 1
+        self._intake: list[Held] = []  # the batch on_received is taking, for recover_intake
         self.on_room: Callable[[], None] = lambda: None
         self.bursts = BurstSizer()
         # The policy's answer to a success never depends on the message: asked once, so that
@@ -133,16 +134,25 @@ class Dispatcher:
     # --- intake ---------------------------------------------------------------------------
 
     def on_received(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Take one receive batch: decode each body, lease, admit by tenant, dispatch.
+
+        Whatever a body holds, its outcome is a held message or a dead letter: any exception
+        while decoding one body is a poison verdict for that message alone. An exception past
+        that is a bug of ours; :meth:`recover_intake` then settles every message of the batch
+        that no worker has, so none is left in flight to nobody.
+        """
         now = self.clock()
         held = self.held
         accepted: list[Held] = []
+        made: list[Held] = []
+        self._intake = made
         slot = self._next_slot
         for m in messages:
-            problem: MessageError | None = None
+            problem = ""
             try:
                 tenant = decode_message(m.body).tenant_id
-            except MessageError as exc:
-                tenant, problem = "", exc
+            except Exception as exc:  # MessageError by contract; anything else is poison too
+                tenant, problem = "", f"{type(exc).__name__}: {exc}"
             h = Held(
                 slot,
                 m.message_id,
@@ -154,16 +164,16 @@ class Dispatcher:
                 m.message_attributes,
                 tenant,
             )
-            if problem is None:
-                held[slot] = h
+            slot += 1
+            self._next_slot = slot
+            made.append(h)
+            if not problem:
+                held[h.slot] = h
                 accepted.append(h)
             else:
                 self.counters.poison += 1
-                self._apply(
-                    h, Action(ActionKind.DEAD_LETTER, reason=f"poison message: {problem}"), now
-                )
-            slot += 1
-        self._next_slot = slot
+                self._apply(h, self.policy.poison(problem, h.receive_count), now)
+                h.seat = STAGED
         self.counters.received += len(messages)
         # One lease for the batch, taken before any admission can release a message again.
         self.leases.add_many([h.slot for h in accepted], now)
@@ -177,7 +187,59 @@ class Dispatcher:
                 self.counters.throttled += 1
             else:
                 self._throttle_release(h.slot)
+        self._intake = []
         self.pump()
+
+    def recover_intake(self, messages: Sequence[ReceivedMessage], error: BaseException) -> int:
+        """:meth:`on_received` failed part-way (a bug): settle what no worker has taken.
+
+        Each such message leaves every book (held, lease, tenant slot, ready queue) and gets the
+        policy's answer for a failed attempt: visible again after the backoff, or dead-lettered
+        once it has failed as often as QUEUE_MAX_RETRIES allows. Messages already dispatched to
+        a worker, or already staged (poison), are left as they are. Returns how many it settled.
+        """
+        now = self.clock()
+        problem = f"{type(error).__name__}: {error}"
+        by_handle = {h.receipt_handle: h for h in self._intake}
+        self._intake = []
+        settled = 0
+        for m in messages:
+            h = by_handle.get(m.receipt_handle)
+            if h is None:  # on_received failed before it got to this one
+                h = Held(
+                    0,
+                    m.message_id,
+                    m.receipt_handle,
+                    m.receive_count,
+                    m.first_received_ms,
+                    m.sent_ms,
+                    m.body,
+                    m.message_attributes,
+                    "",
+                )
+            elif h.seat >= 0 or h.seat == STAGED:
+                continue  # a worker has it, or its ack is staged already (poison, released)
+            else:
+                self._forget(h)
+            self._apply(h, self.policy.intake_failed(problem, h.receive_count), now)
+            settled += 1
+        self.counters.intake_failures += 1
+        self.on_room()
+        return settled
+
+    def _forget(self, h: Held) -> None:
+        """Take an undispatched message out of every book, whatever stage it had reached."""
+        self.held.pop(h.slot, None)
+        self.leases.remove(h.slot)
+        try:
+            self.ready.remove(h.slot)
+        except ValueError:
+            if not self.limiter.remove_waiting(h.tenant, h.slot):
+                return  # never admitted: it held no tenant slot
+        else:
+            handover = self.limiter.release(h.tenant)  # admitted: it held a tenant slot
+            if handover is not None:
+                self.ready.append(handover)
 
     def _throttle_release(self, slot: int) -> None:
         """Throttled past the local bound: back to SQS with a delay, never dead-lettered."""
@@ -188,6 +250,7 @@ class Dispatcher:
             AckKind.VISIBILITY,
             AckEntry(slot, h.receipt_handle, self.throttle_release_delay_s),
         )
+        h.seat = STAGED
         self.on_room()
 
     # --- to the workers ---------------------------------------------------------------------
@@ -352,34 +415,32 @@ class Dispatcher:
                 now,
             )
         elif kind is ActionKind.DEAD_LETTER:
-            if self.dlq_url:
-                letter = DeadLetter(
-                    body=h.body.decode("utf-8", "replace"),
-                    attributes=h.attributes,
-                    reason=action.reason,
-                    receive_count=h.receive_count,
-                    message_id=h.message_id,
-                    source_queue=self.queue_url,
-                )
-                self.acker.stage(
-                    AckKind.DEAD_LETTER, AckEntry(h.slot, h.receipt_handle, payload=letter), now
-                )
-            else:
-                # No DLQ configured: never delete it unprocessed; the queue's redrive policy
-                # (maxReceiveCount) moves it once SQS has seen it often enough.
-                self.counters.dead_letter_no_dlq += 1
-                log.warning(
-                    "message %s on %s should be dead-lettered (%s) but AWS_SQS_DLQ_URL is not set; "
-                    "leaving it to the queue's redrive policy",
-                    h.message_id,
-                    self.queue_url,
-                    action.reason,
-                )
-                self.acker.stage(
-                    AckKind.VISIBILITY,
-                    AckEntry(h.slot, h.receipt_handle, self.policy.backoff_s(h.receive_count)),
-                    now,
-                )
+            letter = DeadLetter(
+                body=h.body.decode("utf-8", "replace"),
+                attributes=h.attributes,
+                reason=action.reason,
+                receive_count=h.receive_count,
+                message_id=h.message_id,
+                source_queue=self.queue_url,
+                keep_visibility_s=action.visibility_timeout_s,
+            )
+            self.acker.stage(
+                AckKind.DEAD_LETTER, AckEntry(h.slot, h.receipt_handle, payload=letter), now
+            )
+        elif kind is ActionKind.REDRIVE:
+            self.counters.dead_letter_no_dlq += 1
+            log.warning(
+                "message %s on %s should be dead-lettered (%s) but AWS_SQS_DLQ_URL is not set; "
+                "leaving it to the queue's redrive policy",
+                h.message_id,
+                self.queue_url,
+                action.reason,
+            )
+            self.acker.stage(
+                AckKind.VISIBILITY,
+                AckEntry(h.slot, h.receipt_handle, action.visibility_timeout_s),
+                now,
+            )
 
     # --- time-driven ------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from goraxfast.core.leases import LeaseBook
 from goraxfast.core.limiter import TenantLimiter
 from goraxfast.core.restarts import Verdict
 from goraxfast.core.retry import RetryPolicy
+from goraxfast.core.sqs_model import SQS_DEFAULT_MAX_MESSAGE_BYTES, SQS_LEGACY_MAX_MESSAGE_BYTES
 from goraxfast.dataplane import ClosableDataPlane, open_data_plane
 from goraxfast.dispatch import Dispatcher
 from goraxfast.engine_metrics import EngineStats, engine_families, snapshot
@@ -273,11 +274,14 @@ class Engine:
             leases=LeaseBook(cfg.visibility_timeout_s),
             limiter=limiter,
             policy=RetryPolicy(
-                cfg.max_retries, cfg.retry_base_s, cfg.retry_max_s, cfg.delete_after_process
+                cfg.max_retries,
+                cfg.retry_base_s,
+                cfg.retry_max_s,
+                cfg.delete_after_process,
+                has_dlq=bool(cfg.dlq_url),
             ),
             clock=clock,
             queue_url=cfg.queue_url,
-            dlq_url=cfg.dlq_url,
             throttle_release_delay_s=cfg.throttle_release_delay_s,
         )
         dispatcher = self.dispatcher
@@ -336,16 +340,21 @@ class Engine:
             self._stop_task = loop.create_task(self._shutdown(None))
 
     async def _dlq_max_message_bytes(self) -> int:
-        """The DLQ's own MaximumMessageSize, so that dead-letter batches are sized to it."""
-        default = 262_144
+        """The DLQ's own MaximumMessageSize, so that every letter is fitted to it.
+
+        Read, never assumed: SQS's default is 1 MiB since 2025, but a DLQ may have been created
+        earlier with 256 KiB, or set smaller than its source queue. When it cannot be read the
+        older default is the safe guess: a letter fitted to it fits either.
+        """
         if self._client is None or not self.config.dlq_url:
-            return default
+            return SQS_DEFAULT_MAX_MESSAGE_BYTES
         try:
             attrs = await self._client.queue_attributes(self.config.dlq_url)
         except GoraxfastError as exc:
-            log.warning("cannot read the DLQ's attributes (%s); assuming %d bytes", exc, default)
-            return default
-        return attrs.maximum_message_size or default
+            fallback = SQS_LEGACY_MAX_MESSAGE_BYTES
+            log.warning("cannot read the DLQ's attributes (%s); assuming %d bytes", exc, fallback)
+            return fallback
+        return attrs.maximum_message_size or SQS_DEFAULT_MAX_MESSAGE_BYTES
 
     def _poller_count(self) -> int:
         return poller_count(self.config)
@@ -363,6 +372,7 @@ class Engine:
             poll_interval_s=cfg.poll_interval_s,
             counters=self._poll_counters,
             queue_url=cfg.queue_url,
+            on_intake_error=self.dispatcher.recover_intake,
         )
 
     async def _run_main(self) -> int:

@@ -18,6 +18,9 @@ from goraxfast.sqs import DataPlane, ReceivedMessage
 
 log = logging.getLogger("goraxfast.poller")
 
+#: How often an intake error that keeps recurring is summed up in one log line.
+INTAKE_ERROR_LOG_EVERY_S = 60.0
+
 
 @dataclass(slots=True)
 class PollCounters:
@@ -85,6 +88,7 @@ class Poller:
         poll_interval_s: float,
         counters: PollCounters,
         queue_url: str,
+        on_intake_error: Callable[[Sequence[ReceivedMessage], BaseException], int] | None = None,
     ) -> None:
         self.dp = data_plane
         self.credits = credits
@@ -95,6 +99,9 @@ class Poller:
         self.poll_interval_s = poll_interval_s
         self.counters = counters
         self.queue_url = queue_url
+        self.on_intake_error = on_intake_error
+        # error (type, text) -> [time of its last line, batches and messages since]
+        self._intake_errors: dict[tuple[type[BaseException], str], list[float]] = {}
 
     async def run(self) -> None:
         """Receive until cancelled (cancelling abandons a long poll in flight, by design)."""
@@ -124,8 +131,54 @@ class Poller:
             self.credits.give_back(want)
             if messages:
                 self.counters.received += len(messages)
-                self.on_received(messages)
+                try:
+                    self.on_received(messages)
+                except Exception as exc:
+                    self._intake_failed(messages, exc)
             else:
                 self.counters.empty_receives += 1
                 if self.poll_interval_s > 0:
                     await asyncio.sleep(self.poll_interval_s)
+
+    def _intake_failed(self, messages: Sequence[ReceivedMessage], exc: Exception) -> None:
+        """A bug between receive and dispatch: the batch is settled, the poller polls on.
+
+        Without this the poller task would end, the engine would stop, and the batch would stay
+        in flight to nobody until its visibility timeout, on every restart. The first batch an
+        error hits is logged with its message ids and the traceback; if the same error keeps
+        coming, one line every :data:`INTAKE_ERROR_LOG_EVERY_S` counts the batches and
+        messages since (a bug that repeats must not fill the log).
+        """
+        settled = self.on_intake_error(messages, exc) if self.on_intake_error else 0
+        key = (type(exc), str(exc)[:200])
+        now = asyncio.get_running_loop().time()
+        seen = self._intake_errors.get(key)
+        if seen is None:
+            if len(self._intake_errors) < 100:
+                self._intake_errors[key] = [now, 0, 0]
+            log.error(
+                "bug: taking a receive batch from %s failed (%s: %s); %d of its %d messages "
+                "released for a retry or dead-lettered, the poller goes on; message ids: %s",
+                self.queue_url,
+                type(exc).__name__,
+                exc,
+                settled,
+                len(messages),
+                ", ".join(m.message_id for m in messages),
+                exc_info=exc,
+            )
+            return
+        seen[1] += 1
+        seen[2] += len(messages)
+        if now - seen[0] >= INTAKE_ERROR_LOG_EVERY_S:
+            log.error(
+                "bug: %s: %s again for %d receive batches (%d messages) from %s in the last "
+                "%.0f s; each was released for a retry or dead-lettered",
+                type(exc).__name__,
+                exc,
+                seen[1],
+                seen[2],
+                self.queue_url,
+                now - seen[0],
+            )
+            seen[:] = [now, 0, 0]

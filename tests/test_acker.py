@@ -5,9 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from goraxfast.acker import Acker, DeadLetter
+import pytest
+
+from goraxfast.acker import Acker
 from goraxfast.core.acks import AckBatcher, AckEntry, AckKind
-from goraxfast.errors import QueueDoesNotExistError
+from goraxfast.core.deadletter import LETTER_ID, MAX_LETTER_SENDS_WITHOUT_ANSWER, DeadLetter
+from goraxfast.core.sqs_model import is_retryable
+from goraxfast.errors import QueueDoesNotExistError, SQSError
 from goraxfast.sqs import BatchFailure, BatchResult, ReceivedMessage, SendEntry
 
 
@@ -100,11 +104,109 @@ async def test_a_missing_queue_is_given_up_at_once_so_shutdown_does_not_wait_on_
     assert len(plane.calls) == 1 and acker.pending == 0
 
 
-def test_an_oversized_letter_keeps_its_body_and_sheds_annotations() -> None:
-    letter = DeadLetter(
-        "x" * 1000, {"a": {"DataType": "String", "StringValue": "v"}}, "why" * 500, 2, "m", "q"
+def letter(**changes: object) -> DeadLetter:
+    fields: dict[str, object] = dict(
+        body="body",
+        attributes={},
+        reason="bad",
+        receive_count=1,
+        message_id="mid",
+        source_queue="q",
+        keep_visibility_s=45,
     )
-    entry = letter.fitted_entry("0", 1300)
-    assert entry.body == "x" * 1000
-    assert entry.message_attributes["goraxfast_dlq_reason"]["StringValue"] == ("why" * 500)[:200]
-    assert "a" not in entry.message_attributes
+    fields.update(changes)
+    return DeadLetter(**fields)  # type: ignore[arg-type]
+
+
+def lost_answer() -> SQSError:
+    """What either client raises when a request went out and no answer came back."""
+    return SQSError("SendMessageBatch", "dlq", "ConnectionResetError: connection lost")
+
+
+async def test_a_dead_letter_whose_answer_is_lost_is_resent_a_bounded_number_of_times() -> None:
+    plane = ScriptedPlane(*[lost_answer() for _ in range(10)])
+    acker = make_acker(plane)
+    acker.add(AckKind.DEAD_LETTER, AckEntry(1, "rh-1", payload=letter()))
+    assert await acker.flush(10)
+    sends = [payload for name, payload in plane.calls if name == "send"]
+    assert len(sends) == MAX_LETTER_SENDS_WITHOUT_ANSWER
+    ids = {e.message_attributes[LETTER_ID]["StringValue"] for [e] in sends}  # type: ignore[misc]
+    assert ids == {"mid:1"}  # every copy says it is the same letter
+    assert [name for name, _ in plane.calls].count("delete") == 0  # never deleted unconfirmed
+    assert acker.counters.entries_given_up == 1 and acker.counters.letter_answers_lost == 2
+
+
+async def test_a_refused_dead_letter_send_is_retried_as_a_definite_no_without_that_bound() -> None:
+    throttled = SQSError("SendMessageBatch", "dlq", "slow down", "ThrottlingException")
+    plane = ScriptedPlane(throttled, throttled, throttled)
+    acker = make_acker(plane)
+    acker.add(AckKind.DEAD_LETTER, AckEntry(1, "rh-1", payload=letter()))
+    assert await acker.flush(10)
+    assert [name for name, _ in plane.calls] == ["send"] * 4 + ["delete"]
+
+
+async def test_a_letter_whose_body_does_not_fit_leaves_the_original_for_the_redrive_policy() -> (
+    None
+):
+    plane = ScriptedPlane()
+    acker = Acker(
+        AckBatcher(max_age_s=0),
+        plane,
+        queue_url="q",
+        dlq_url="dlq",
+        clock=time.monotonic,
+        max_message_bytes=2048,
+    )
+    acker.add(AckKind.DEAD_LETTER, AckEntry(1, "rh-1", payload=letter(body="x" * 5000)))
+    assert await acker.flush(5)
+    assert [name for name, _ in plane.calls] == ["send", "visibility"]
+    [(stub,)] = [payload for name, payload in plane.calls if name == "send"]  # type: ignore[misc]
+    assert stub.message_attributes["goraxfast_body_omitted"]["StringValue"] == "true"
+    assert plane.calls[1][1] == [("0", "rh-1", 45)]  # kept, visible again after the backoff
+    assert acker.counters.letters_body_omitted == 1 and acker.counters.deleted == 0
+
+
+async def test_chunks_of_one_letter_batch_fail_alone() -> None:
+    """A lost answer for one chunk must not resend the letters of another that was accepted."""
+    plane = ScriptedPlane("ok", lost_answer())
+    acker = Acker(
+        AckBatcher(max_age_s=0),
+        plane,
+        queue_url="q",
+        dlq_url="dlq",
+        clock=time.monotonic,
+        max_message_bytes=3000,
+    )
+    for key in (1, 2):  # two letters of ~2 kB: one per chunk
+        payload = letter(body=str(key) * 2000, message_id=f"m{key}")
+        acker.add(AckKind.DEAD_LETTER, AckEntry(key, f"rh-{key}", payload=payload))
+    assert await acker.flush(10)
+    sent_bodies = [e.body[0] for name, p in plane.calls if name == "send" for e in p]  # type: ignore[attr-defined]
+    assert sorted(sent_bodies) == ["1", "2", "2"]  # the lost one alone was sent again
+    deleted = sorted(h for name, p in plane.calls if name == "delete" for _, h in p)  # type: ignore[attr-defined]
+    assert deleted == ["rh-1", "rh-2"]
+
+
+@pytest.mark.parametrize(
+    ("code", "sender_fault", "retried"),
+    [
+        ("InternalError", True, True),  # once given up by the acker, now as the table says
+        ("ServiceUnavailable", True, True),
+        ("ThrottlingException", True, True),
+        ("ReceiptHandleIsInvalid", False, False),  # stale stays stale, whatever the flag
+        ("AWS.SimpleQueueService.MessageNotInflight", True, False),
+        ("SomethingNew", False, True),  # unknown: SQS's SenderFault decides
+        ("SomethingNew", True, False),
+    ],
+)
+async def test_the_acker_retries_exactly_what_the_error_table_calls_retryable(
+    code: str, sender_fault: bool, retried: bool
+) -> None:
+    failure = BatchFailure("0", code, "m", sender_fault)
+    assert is_retryable(failure) is retried
+    plane = ScriptedPlane(BatchResult((), (failure,)))
+    acker = make_acker(plane)
+    acker.add(AckKind.DELETE, AckEntry(1, "rh-1"))
+    assert await acker.flush(5)
+    assert len(plane.calls) == (2 if retried else 1)
+    assert acker.counters.entries_given_up == (0 if retried else 1)

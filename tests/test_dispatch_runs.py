@@ -55,7 +55,6 @@ def dispatcher(seats: list[SeatState]) -> Dispatcher:
         policy=RetryPolicy(),
         clock=time.monotonic,
         queue_url="q",
-        dlq_url="",
         throttle_release_delay_s=5,
     )
 

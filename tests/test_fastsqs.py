@@ -23,8 +23,8 @@ from botocore.session import get_session
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from goraxfast.acker import DeadLetter
 from goraxfast.config import Config
+from goraxfast.core.deadletter import DeadLetter, fit_letter
 from goraxfast.dataplane import RetryQuota, backoff_delay_s, client_error, open_data_plane
 from goraxfast.errors import (
     ConfigError,
@@ -332,7 +332,7 @@ def test_a_dead_letter_leaves_out_attributes_that_are_not_objects(value: bytes) 
     )
     [m] = [received(w) for w in decode_receive(body).Messages]
     letter = DeadLetter("body", m.message_attributes, "why", 1, "m", "q")
-    attrs = letter.fitted_entry("0", 262_144).message_attributes
+    attrs = fit_letter(letter, "0", 262_144).entry.message_attributes
     assert "bad" not in attrs and attrs["good"] == {"DataType": "String", "StringValue": "v"}
 
 

@@ -39,9 +39,8 @@ def test_a_failed_attempt_at_the_limit_is_dead_lettered_with_its_reason(outcome:
 
 
 def test_reject_dead_letters_at_once_with_the_handlers_reason() -> None:
-    assert POLICY.decide(Outcome.REJECT, 1, reason="bad input") == Action(
-        ActionKind.DEAD_LETTER, reason="bad input"
-    )
+    action = POLICY.decide(Outcome.REJECT, 1, reason="bad input")
+    assert (action.kind, action.reason) == (ActionKind.DEAD_LETTER, "bad input")
 
 
 @pytest.mark.parametrize(
@@ -65,3 +64,110 @@ def test_a_released_delivery_is_visible_again_at_once_and_not_counted_as_an_atte
 
 def test_a_zero_base_retries_immediately() -> None:
     assert RetryPolicy(base_s=0, max_s=0).backoff_s(5) == 0
+
+
+NO_DLQ = RetryPolicy(max_retries=3, base_s=30, max_s=300, has_dlq=False)
+
+
+# Every "try again or dead-letter, and with what" answer, in one table: (policy, question,
+# receive count) -> (kind, visibility, words the reason must hold). A dead letter's visibility
+# is what the original gets if only a stub of it fits the DLQ (it stays for the redrive policy).
+@pytest.mark.parametrize(
+    ("policy", "ask", "receive_count", "kind", "visibility_s", "reason_has"),
+    [
+        (
+            POLICY,
+            lambda p, n: p.poison("MessageDecodeError: bad", n),
+            1,
+            ActionKind.DEAD_LETTER,
+            30,
+            "poison message: MessageDecodeError: bad",
+        ),
+        (POLICY, lambda p, n: p.poison("x", n), 9, ActionKind.DEAD_LETTER, 300, "poison"),
+        (NO_DLQ, lambda p, n: p.poison("x", n), 1, ActionKind.REDRIVE, 30, "poison"),
+        (
+            POLICY,
+            lambda p, n: p.intake_failed("KeyError: k", n),
+            1,
+            ActionKind.CHANGE_VISIBILITY,
+            30,
+            "receive path failed: KeyError: k",
+        ),
+        (
+            POLICY,
+            lambda p, n: p.intake_failed("KeyError: k", n),
+            3,
+            ActionKind.DEAD_LETTER,
+            120,
+            "attempt 3 of 3",
+        ),
+        (
+            NO_DLQ,
+            lambda p, n: p.intake_failed("KeyError: k", n),
+            3,
+            ActionKind.REDRIVE,
+            120,
+            "attempt 3 of 3",
+        ),
+        (
+            NO_DLQ,
+            lambda p, n: p.decide(Outcome.REJECT, n, reason="no"),
+            1,
+            ActionKind.REDRIVE,
+            30,
+            "no",
+        ),
+        (
+            NO_DLQ,
+            lambda p, n: p.decide(Outcome.FAIL, n, reason="e"),
+            2,
+            ActionKind.CHANGE_VISIBILITY,
+            60,
+            "handler failed: e",
+        ),
+        (
+            NO_DLQ,
+            lambda p, n: p.decide(Outcome.TIMEOUT, n),
+            3,
+            ActionKind.REDRIVE,
+            120,
+            "handler timed out",
+        ),
+        (
+            NO_DLQ,
+            lambda p, n: p.decide(Outcome.CRASH, n),
+            4,
+            ActionKind.REDRIVE,
+            240,
+            "worker died",
+        ),
+        (NO_DLQ, lambda p, n: p.decide(Outcome.SUCCESS, n), 1, ActionKind.DELETE, 0, ""),
+        (
+            NO_DLQ,
+            lambda p, n: p.decide(Outcome.RETRY, n, delay_s=5),
+            9,
+            ActionKind.CHANGE_VISIBILITY,
+            5,
+            "",
+        ),
+    ],
+)
+def test_the_policy_answers_every_dead_letter_question(
+    policy: RetryPolicy,
+    ask: object,
+    receive_count: int,
+    kind: ActionKind,
+    visibility_s: int,
+    reason_has: str,
+) -> None:
+    action = ask(policy, receive_count)  # type: ignore[operator]
+    assert (action.kind, action.visibility_timeout_s) == (kind, visibility_s)
+    assert reason_has in action.reason
+
+
+def test_without_a_dlq_nothing_is_ever_dead_lettered_by_the_engine() -> None:
+    for outcome in Outcome:
+        for receive_count in (1, 3, 100):
+            action = NO_DLQ.decide(outcome, receive_count, reason="r")
+            assert action.kind is not ActionKind.DEAD_LETTER
+    assert NO_DLQ.poison("p", 1).kind is ActionKind.REDRIVE

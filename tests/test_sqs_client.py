@@ -12,6 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from goraxfast.config import Config
+from goraxfast.core.sqs_model import AMBIGUOUS_CODES, ERROR_VERDICTS, whole_call_failure
 from goraxfast.errors import (
     ConfigError,
     QueueDoesNotExistError,
@@ -105,7 +106,7 @@ async def test_send_entries_splits_by_bytes(client: CountingClient) -> None:
 
 async def test_partial_batch_failure_is_per_entry(client: CountingClient) -> None:
     good = entries(3)
-    oversized = SendEntry("big", "x" * 300_000)
+    oversized = SendEntry("big", "x" * 1_100_000)  # over SQS's 1 MiB default
     bad_delay = SendEntry("late", "y", delay_s=901)  # SQS refuses this one entry alone
     result = await client.send_entries([good[0], oversized, good[1], bad_delay, good[2]])
     assert result.successful == ("e0", "e1", "e2")
@@ -257,7 +258,7 @@ async def test_health_check_passes_on_a_real_queue(client: SQSClient) -> None:
 def test_sync_client_publishes_and_reports(config: Config, boto_sqs: Any) -> None:
     with SyncSQSClient(config, retry_base_s=0.001) as c:
         assert c.send_message("one", message_attributes=ATTR)
-        result = c.send_entries([*entries(12), SendEntry("big", "x" * 300000)])
+        result = c.send_entries([*entries(12), SendEntry("big", "x" * 1_100_000)])
         assert len(result.successful) == 12 and [f.id for f in result.failed] == ["big"]
         assert c.queue_attributes().visible == 13
         with pytest.raises(QueueDoesNotExistError, match="SendMessage"):
@@ -325,6 +326,23 @@ def test_chunking_keeps_order_and_both_limits() -> None:
 )
 def test_retryable_classification(failure: BatchFailure, retry: bool) -> None:
     assert is_retryable(failure) is retry
+
+
+@pytest.mark.parametrize("code", sorted(ERROR_VERDICTS))
+@pytest.mark.parametrize("sender_fault", [True, False])
+def test_a_code_in_the_error_table_has_its_verdict_whatever_the_sender_fault_flag(
+    code: str, sender_fault: bool
+) -> None:
+    """One table for every client, the publisher and the acker; servers disagree on the flag
+    (moto marks InternalError as the sender's fault at times, AWS marks stale handles as ours)."""
+    retry, why = ERROR_VERDICTS[code]
+    assert why
+    assert is_retryable(BatchFailure("a", code, "", sender_fault)) is retry
+
+
+def test_a_whole_call_without_an_answer_is_retryable_and_ambiguous() -> None:
+    [failure] = whole_call_failure(SQSError("SendMessageBatch", "q", "reset"), entries(1)).failed
+    assert failure.code in AMBIGUOUS_CODES and is_retryable(failure)
 
 
 def test_backoff_grows_is_capped_and_never_zero() -> None:

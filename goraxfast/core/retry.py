@@ -1,8 +1,10 @@
-"""What to do with a message once its handler has spoken (or could not speak).
+"""What to do with a message once its handler has spoken, or could not be asked.
 
 gorax treated every failure alike and deleted messages over the retry limit (SPEC §4.2, §4.4).
-Here each outcome maps to exactly one action, and a message over the limit is dead-lettered,
-never deleted unprocessed.
+Here every "try again or dead-letter, and with what" answer comes from :class:`RetryPolicy`: a
+handler's outcome, a poison body, a receive path that failed, and what dead-lettering means
+when no DLQ is configured. A message over the limit is dead-lettered, never deleted unprocessed.
+The letter itself (its content and how it is made to fit) is :mod:`goraxfast.core.deadletter`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ class ActionKind(enum.Enum):
     CHANGE_VISIBILITY = "change_visibility"
     DEAD_LETTER = "dead_letter"
     NOTHING = "nothing"  # QUEUE_DELETE_AFTER_PROCESS=false: let the visibility timeout run out
+    # Due for the DLQ but none is configured: never deleted unprocessed; the visibility is set
+    # to the backoff and the queue's redrive policy (maxReceiveCount) moves it.
+    REDRIVE = "redrive"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +62,7 @@ class RetryPolicy:
     base_s: float = 30.0
     max_s: float = 300.0
     delete_after_process: bool = True
+    has_dlq: bool = True  # AWS_SQS_DLQ_URL set: dead letters are sent there by the engine
 
     def backoff_s(self, receive_count: int) -> int:
         exponent = max(0, receive_count - 1)
@@ -81,7 +87,7 @@ class RetryPolicy:
             seconds = min(SQS_MAX_VISIBILITY_S, max(0, math.ceil(wanted)))
             return Action(ActionKind.CHANGE_VISIBILITY, seconds)
         if outcome is Outcome.REJECT:
-            return Action(ActionKind.DEAD_LETTER, reason=reason or "rejected by handler")
+            return self._dead_letter(reason or "rejected by handler", receive_count)
         # FAIL, TIMEOUT, CRASH: an attempt that failed
         label = {
             Outcome.FAIL: "handler failed",
@@ -89,9 +95,26 @@ class RetryPolicy:
             Outcome.CRASH: "worker died while handling it",
         }[outcome]
         detail = f"{label}: {reason}" if reason else label
+        return self._attempt_failed(detail, receive_count)
+
+    def poison(self, problem: str, receive_count: int) -> Action:
+        """A body that cannot be decoded or validated: no retry can fix it, dead-letter now."""
+        return self._dead_letter(f"poison message: {problem}", receive_count)
+
+    def intake_failed(self, problem: str, receive_count: int) -> Action:
+        """The engine itself failed between receive and dispatch (a bug): an attempt that
+        failed, so a message that keeps hitting the bug ends in the DLQ, not in a loop."""
+        return self._attempt_failed(f"receive path failed: {problem}", receive_count)
+
+    def _attempt_failed(self, detail: str, receive_count: int) -> Action:
         if receive_count >= self.max_retries:
-            return Action(
-                ActionKind.DEAD_LETTER,
-                reason=f"{detail} (attempt {receive_count} of {self.max_retries})",
+            return self._dead_letter(
+                f"{detail} (attempt {receive_count} of {self.max_retries})", receive_count
             )
         return Action(ActionKind.CHANGE_VISIBILITY, self.backoff_s(receive_count), detail)
+
+    def _dead_letter(self, reason: str, receive_count: int) -> Action:
+        if self.has_dlq:
+            # the backoff is what the original gets if only a stub of it fits the DLQ
+            return Action(ActionKind.DEAD_LETTER, self.backoff_s(receive_count), reason)
+        return Action(ActionKind.REDRIVE, self.backoff_s(receive_count), reason)

@@ -18,18 +18,68 @@ from goraxfast.errors import SQSError
 # SQS limits (AWS SQS Developer Guide, "Quotas" and the batch API references).
 SQS_MAX_BATCH = 10
 SQS_MAX_WAIT_S = 20
-SQS_DEFAULT_MAX_MESSAGE_BYTES = 262_144
+#: MaximumMessageSize when a queue does not say: 1 MiB since AWS's 2025 change (botocore's model
+#: and moto agree). Queues created earlier may hold 256 KiB: read the attribute, never assume.
+SQS_DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+#: The smallest MaximumMessageSize an older queue may have by default: the safe guess when a
+#: queue's attribute cannot be read.
+SQS_LEGACY_MAX_MESSAGE_BYTES = 262_144
 RECEIVE_SYSTEM_ATTRIBUTES = (
     "ApproximateReceiveCount",
     "ApproximateFirstReceiveTimestamp",
     "SentTimestamp",
 )
+#: The one table of SQS error codes whose verdict is not "retry unless it is the sender's fault":
+#: code -> (try again?, why). Every client, the publisher and the acker read it through
+#: :func:`is_retryable`, so no two places disagree. A code not listed here follows SQS's own
+#: ``SenderFault`` flag (a server-side fault is retried, a request SQS calls malformed is not).
+ERROR_VERDICTS: Mapping[str, tuple[bool, str]] = {
+    # throttled: the same request succeeds later, though SQS calls it the sender's fault
+    "ThrottlingException": (True, "throttled"),
+    "Throttling": (True, "throttled"),
+    "RequestThrottled": (True, "throttled"),
+    "AWS.SimpleQueueService.RequestThrottled": (True, "throttled"),
+    "KmsThrottled": (True, "KMS throttled the queue's key"),
+    # the service's own trouble, whatever the SenderFault flag of a given server says
+    "InternalError": (True, "server error"),
+    "InternalFailure": (True, "server error"),
+    "ServiceUnavailable": (True, "server unavailable"),
+    # ours: the request got no answer (connection lost, timed out); it may have been carried out
+    "RequestFailed": (True, "no answer"),
+    # a receipt handle that is stale stays stale: the message is back in the queue already
+    "ReceiptHandleIsInvalid": (False, "receipt handle no longer valid"),
+    "AWS.SimpleQueueService.ReceiptHandleIsInvalid": (False, "receipt handle no longer valid"),
+    "MessageNotInflight": (False, "message no longer in flight"),
+    "AWS.SimpleQueueService.MessageNotInflight": (False, "message no longer in flight"),
+    # the request itself is wrong: sending it again gives the same answer
+    "InvalidParameterValue": (False, "invalid request"),
+    "InvalidMessageContents": (False, "body SQS refuses"),
+    "MessageTooLong": (False, "message over the queue's size limit"),
+    "BatchRequestTooLong": (False, "batch over the size limit"),
+    "BatchEntryIdsNotDistinct": (False, "invalid request"),
+    "InvalidBatchEntryId": (False, "invalid request"),
+    "TooManyEntriesInBatchRequest": (False, "invalid request"),
+    "EmptyBatchRequest": (False, "invalid request"),
+    "UnsupportedOperation": (False, "unsupported"),
+    # no retry can fix these: the queue, the key or the permission is missing
+    "AWS.SimpleQueueService.NonExistentQueue": (False, "queue does not exist"),
+    "QueueDoesNotExist": (False, "queue does not exist"),
+    "AccessDenied": (False, "access denied"),
+    "AccessDeniedException": (False, "access denied"),
+    "InvalidClientTokenId": (False, "invalid credentials"),
+    "InvalidAccessKeyId": (False, "invalid credentials"),
+    "SignatureDoesNotMatch": (False, "invalid credentials"),
+    "KmsAccessDenied": (False, "KMS key not usable"),
+    "KmsDisabled": (False, "KMS key not usable"),
+    "KmsNotFound": (False, "KMS key not usable"),
+    "KmsInvalidState": (False, "KMS key not usable"),
+    "KmsInvalidKeyUsage": (False, "KMS key not usable"),
+    "KmsOptInRequired": (False, "KMS key not usable"),
+}
 #: Codes worth another attempt even when SQS calls them the sender's fault.
-RETRYABLE_CODES = frozenset(
-    {"ThrottlingException", "Throttling", "RequestThrottled", "KmsThrottled", "InternalError"}
-    | {"InternalFailure", "ServiceUnavailable", "RequestFailed"}
-    | {"AWS.SimpleQueueService.RequestThrottled"}
-)
+RETRYABLE_CODES = frozenset(code for code, (retry, _) in ERROR_VERDICTS.items() if retry)
+#: A whole call that failed with one of these may still have been carried out by SQS.
+AMBIGUOUS_CODES = frozenset({"RequestFailed"})
 QUEUE_MISSING_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 _ENTRY_ID = re.compile(r"[A-Za-z0-9_-]{1,80}\Z")
 # Characters SQS accepts in a body (#x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF).
@@ -138,7 +188,9 @@ def chunk_entries(
 
 
 def is_retryable(failure: BatchFailure) -> bool:
-    return not failure.sender_fault or failure.code in RETRYABLE_CODES
+    """Whether the same entry may succeed if sent again: :data:`ERROR_VERDICTS`, else SenderFault."""
+    verdict = ERROR_VERDICTS.get(failure.code)
+    return not failure.sender_fault if verdict is None else verdict[0]
 
 
 def backoff_s(attempt: int, base_s: float, cap_s: float, rand: float) -> float:
