@@ -3,16 +3,25 @@
 The variable names and defaults are gorax's (shared/SPEC.md §2), so an existing deployment's
 environment starts goraxfast unchanged. Unlike gorax, a bad value is never silently replaced:
 :meth:`Config.from_env` collects every problem and raises them together in one
-:class:`~goraxfast.errors.ConfigError`.
+:class:`~goraxfast.errors.ConfigError`, one :class:`~goraxfast.errors.ConfigProblem` per bad
+variable (name, value, what is allowed).
+
+Every number is finite and bounded (``1e309`` is infinity: refused like ``inf``); a value is
+checked on its own first (:data:`SETTINGS`), then against the others and against what can be
+known without the network (:func:`environment_problems`: credentials set in halves, a DLQ that is
+the main queue, an ``AWS_PROFILE`` that no AWS config file defines).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 from goraxfast.errors import ConfigError, ConfigProblem
 
@@ -20,9 +29,15 @@ _INT_TEXT = re.compile(r"[+-]?[0-9]+")
 _FLOAT_TEXT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _TRUE = frozenset({"1", "t", "true", "yes", "on", "y"})
 _FALSE = frozenset({"0", "f", "false", "no", "off", "n"})
+_REGION_TEXT = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+_PRINTABLE = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces
+#: SQS queue names: 1-80 of letters, digits, hyphens and underscores, FIFO ones ending ".fifo".
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\.fifo")
+QUEUE_NAME_RULE = "1-80 letters, digits, hyphens or underscores (a FIFO queue's ending in .fifo)"
 
 SQS_MAX_VISIBILITY_S = 43_200
 SQS_CLIENTS = ("botocore", "fast")
+SECRET_MASK = "***"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +92,9 @@ class Config:
             try:
                 values[setting.attr] = setting.parse(raw.strip())
             except ValueError as exc:
-                problems.append(ConfigProblem(setting.env, raw, str(exc) or setting.allowed))
+                shown = SECRET_MASK if setting.secret else raw
+                problems.append(ConfigProblem(setting.env, shown, str(exc) or setting.allowed))
+        problems += environment_problems(env)
         if problems:
             raise ConfigError(problems)
         return cls(**values)
@@ -94,9 +111,7 @@ class Config:
     def require_queue(self) -> None:
         """Raise a ConfigError when no main queue URL is configured (needed to consume/publish)."""
         if not self.queue_url:
-            raise ConfigError(
-                [ConfigProblem("AWS_SQS_QUEUE_URL", "", "required to consume or publish")]
-            )
+            raise ConfigError([MISSING_QUEUE])
 
     def tenant_cap(self, tenant_id: str) -> int:
         return self.tenant_limits.get(tenant_id, self.max_concurrency_per_tenant)
@@ -107,9 +122,12 @@ class Config:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in ("aws_secret_access_key", "aws_session_token") and value:
-                value = "***"
+                value = SECRET_MASK
             out[f.name] = dict(value) if isinstance(value, Mapping) else value
         return out
+
+
+MISSING_QUEUE = ConfigProblem("AWS_SQS_QUEUE_URL", "", "required to consume or publish")
 
 
 # --- parsers: each raises ValueError with the allowed range as its message -------------------
@@ -124,14 +142,18 @@ def _bool(raw: str) -> bool:
     raise ValueError("a boolean: 1 t true yes on / 0 f false no off")
 
 
-def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
+def integer(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
+    """A parser of decimal integers in ``[lo, hi]`` (ASCII digits only, as Go's strconv.Atoi:
+    Python's int() would also take "1_0" or "١٠")."""
     allowed = _range_text("an integer", lo, hi)
 
     def parse(raw: str) -> int:
-        # ASCII digits only, as Go's strconv.Atoi: Python's int() would also take "1_0" or "١٠".
         if not _INT_TEXT.fullmatch(raw):
             raise ValueError(allowed)
-        value = int(raw, 10)
+        try:
+            value = int(raw, 10)
+        except ValueError:  # more digits than Python converts (4300)
+            raise ValueError(allowed) from None
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise ValueError(allowed)
         return value
@@ -139,18 +161,16 @@ def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-def _float(
-    lo: float | None = None, hi: float | None = None, *, lo_open: bool = False
-) -> Callable[[str], float]:
+def number(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[str], float]:
+    """A parser of finite decimal numbers in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``).
+    Both bounds are required: an unbounded duration (``1e300``) is as wrong as ``inf``."""
     allowed = _range_text("a number", lo, hi, lo_open=lo_open)
 
     def parse(raw: str) -> float:
         if not _FLOAT_TEXT.fullmatch(raw):
             raise ValueError(allowed)
-        value = float(raw)
-        if lo is not None and (value <= lo if lo_open else value < lo):
-            raise ValueError(allowed)
-        if hi is not None and value > hi:
+        value = float(raw)  # "1e309" parses to inf: refused below like any out-of-range value
+        if not math.isfinite(value) or value > hi or (value <= lo if lo_open else value < lo):
             raise ValueError(allowed)
         return value
 
@@ -164,6 +184,8 @@ def _num(value: float) -> str:
 
 def _range_text(kind: str, lo: float | None, hi: float | None, *, lo_open: bool = False) -> str:
     if lo is not None and hi is not None:
+        if lo_open:
+            return f"{kind} > {_num(lo)} and <= {_num(hi)}"
         return f"{kind} from {_num(lo)} to {_num(hi)}"
     if lo is not None:
         return f"{kind} {'>' if lo_open else '>='} {_num(lo)}"
@@ -172,13 +194,81 @@ def _range_text(kind: str, lo: float | None, hi: float | None, *, lo_open: bool 
     return kind
 
 
-def _str(raw: str) -> str:
+def _region(raw: str) -> str:
+    if not _REGION_TEXT.fullmatch(raw):
+        raise ValueError("a region name like us-east-1: lowercase letters, digits and hyphens")
     return raw
 
 
-def _url(raw: str) -> str:
-    if not raw.startswith(("http://", "https://")):
-        raise ValueError("a URL starting with http:// or https://")
+def _credential(raw: str) -> str:
+    if not _PRINTABLE.fullmatch(raw):
+        raise ValueError("printable ASCII without spaces (check for a stray quote or newline)")
+    return raw
+
+
+def _parse_http_url(raw: str, shape: str) -> SplitResult:
+    """``raw`` as an http(s) URL with a host and nothing a client could not use; ``shape`` says
+    what was expected, in every refusal."""
+
+    def refuse(why: str) -> ValueError:
+        return ValueError(f"{shape} ({why})")
+
+    if not raw.lower().startswith(("http://", "https://")):
+        raise refuse("it must start with http:// or https://")
+    if not _PRINTABLE.fullmatch(raw):
+        raise refuse("spaces, control or non-ASCII characters")
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError as exc:
+        raise refuse(str(exc).lower()) from None
+    if not parts.hostname:
+        raise refuse("no host")
+    if port == 0:
+        raise refuse("port 0")
+    if parts.username is not None:
+        raise refuse("user:password@ is not where AWS credentials go")
+    if parts.query or parts.fragment or raw.endswith(("?", "#")):
+        raise refuse("a query or fragment")
+    return parts
+
+
+def _endpoint_url(raw: str) -> str:
+    _parse_http_url(
+        raw, "an http:// or https:// URL of the SQS endpoint, like http://localhost:4566"
+    )
+    return raw
+
+
+def _queue_url(raw: str) -> str:
+    shape = (
+        "an http:// or https:// queue URL ending in the queue name, "
+        "like https://sqs.us-east-1.amazonaws.com/123456789012/orders"
+    )
+    parts = _parse_http_url(raw, shape)
+    name = parts.path.rpartition("/")[2]
+    if not name:
+        raise ValueError(f"{shape} (no queue name after the host)")
+    if not QUEUE_NAME.fullmatch(name):
+        raise ValueError(f"{shape} (the queue name {name!r} is not {QUEUE_NAME_RULE})")
+    return raw
+
+
+_BIND_HOST_RULE = (
+    "an IP address to listen on (127.0.0.1, 0.0.0.0, ::1, ::) or localhost; "
+    "host names are not looked up"
+)
+
+
+def _bind_host(raw: str) -> str:
+    """An address ``bind()`` takes without a name lookup: a slow or failing DNS answer must not
+    hold the engine's start-up (a typo once cost 6.5 s, then a traceback)."""
+    if raw.lower() == "localhost":
+        return "localhost"
+    try:
+        ipaddress.ip_address(raw)
+    except ValueError:
+        raise ValueError(_BIND_HOST_RULE) from None
     return raw
 
 
@@ -191,23 +281,26 @@ def _choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
+_cap = integer(1)
+
+
 def _tenant_limits(raw: str) -> dict[str, int]:
     """``tenant-a=2,tenant-b=5``: per-tenant caps that override WORKER_MAX_CONCURRENCY_PER_TENANT."""
-    allowed = "comma-separated tenant=cap pairs, each cap an integer >= 1"
+    allowed = "comma-separated tenant=cap pairs, each tenant once, each cap an integer >= 1"
     out: dict[str, int] = {}
     for part in raw.split(","):
         if not part.strip():
             continue
-        tenant, sep, cap = part.partition("=")
-        if not sep or not tenant.strip():
-            raise ValueError(allowed)
+        tenant, sep, cap = (text.strip() for text in part.partition("="))
         try:
-            value = int(cap.strip(), 10)
+            value = _cap(cap)
         except ValueError:
-            raise ValueError(allowed) from None
-        if value < 1:
-            raise ValueError(allowed)
-        out[tenant.strip()] = value
+            value = 0
+        if not sep or not tenant or value < 1:
+            raise ValueError(f"{allowed}; not {part.strip()!r}")
+        if tenant in out:
+            raise ValueError(f"{allowed}; {tenant!r} is named twice")
+        out[tenant] = value
     return out
 
 
@@ -219,99 +312,217 @@ class Setting:
     doc: str
     allowed: str = ""
     empty_is_unset: bool = True
+    secret: bool = False  # never shown in a problem
 
+
+_12H = SQS_MAX_VISIBILITY_S  # SQS holds a received message at most 12 hours: no wait goes beyond
 
 #: Every environment variable goraxfast reads. The README's table is generated from the same facts.
 SETTINGS: tuple[Setting, ...] = (
     Setting("QUEUE_ENABLED", "enabled", _bool, "queue mode on/off for apps that embed the engine"),
-    Setting("AWS_REGION", "aws_region", _str, "AWS region"),
-    Setting("AWS_ACCESS_KEY_ID", "aws_access_key_id", _str, "static key (with the secret)"),
-    Setting("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key", _str, "static secret (with the key)"),
-    Setting("AWS_SESSION_TOKEN", "aws_session_token", _str, "session token for static keys"),
-    Setting("AWS_ENDPOINT", "aws_endpoint", _url, "custom endpoint (LocalStack, moto, fauxqs)"),
-    Setting("AWS_SQS_QUEUE_URL", "queue_url", _url, "main queue URL (required to consume/publish)"),
-    Setting("AWS_SQS_DLQ_URL", "dlq_url", _url, "dead-letter queue URL"),
-    Setting("QUEUE_MAX_MESSAGES", "max_messages", _int(1, 10), "messages per receive"),
-    Setting("QUEUE_WAIT_TIME_SECONDS", "wait_time_s", _int(0, 20), "long-poll wait"),
+    Setting("AWS_REGION", "aws_region", _region, "AWS region"),
+    Setting("AWS_ACCESS_KEY_ID", "aws_access_key_id", _credential, "static key (with the secret)"),
+    Setting(
+        "AWS_SECRET_ACCESS_KEY",
+        "aws_secret_access_key",
+        _credential,
+        "static secret (with the key)",
+        secret=True,
+    ),
+    Setting(
+        "AWS_SESSION_TOKEN",
+        "aws_session_token",
+        _credential,
+        "session token for static keys",
+        secret=True,
+    ),
+    Setting(
+        "AWS_ENDPOINT", "aws_endpoint", _endpoint_url, "custom endpoint (LocalStack, moto, fauxqs)"
+    ),
+    Setting("AWS_SQS_QUEUE_URL", "queue_url", _queue_url, "main queue URL (to consume/publish)"),
+    Setting("AWS_SQS_DLQ_URL", "dlq_url", _queue_url, "dead-letter queue URL"),
+    Setting("QUEUE_MAX_MESSAGES", "max_messages", integer(1, 10), "messages per receive"),
+    Setting("QUEUE_WAIT_TIME_SECONDS", "wait_time_s", integer(0, 20), "long-poll wait"),
     Setting(
         "QUEUE_VISIBILITY_TIMEOUT",
         "visibility_timeout_s",
-        _int(0, SQS_MAX_VISIBILITY_S),
+        integer(0, SQS_MAX_VISIBILITY_S),
         "visibility timeout on receive and for lease extensions",
     ),
-    Setting("QUEUE_MAX_RETRIES", "max_retries", _int(1), "attempts before dead-lettering"),
+    Setting("QUEUE_MAX_RETRIES", "max_retries", integer(1, 1000), "attempts before dead-lettering"),
     Setting(
         "QUEUE_PROCESS_TIMEOUT",
         "process_timeout_s",
-        _float(0, lo_open=True),
+        number(0, _12H, lo_open=True),
         "handler time limit (s)",
     ),
     Setting(
         "QUEUE_POLL_INTERVAL",
         "poll_interval_s",
-        _float(0),
+        number(0, 3600),
         "back-off after an empty/failed receive (s)",
     ),
-    Setting("QUEUE_CONCURRENT_WORKERS", "concurrent_workers", _int(1), "handlers running at once"),
+    Setting(
+        "QUEUE_CONCURRENT_WORKERS",
+        "concurrent_workers",
+        integer(1, 10_000),
+        "handlers running at once",
+    ),
     Setting("QUEUE_DELETE_AFTER_PROCESS", "delete_after_process", _bool, "delete after success"),
     Setting(
         "WORKER_MAX_CONCURRENCY_PER_TENANT",
         "max_concurrency_per_tenant",
-        _int(1),
+        integer(1),
         "per-tenant cap on handlers at once",
     ),
     Setting(
         "WORKER_HEALTH_PORT",
         "health_port",
-        _int(0, 65535),
+        integer(0, 65535),
         "health/metrics HTTP port (0: any free)",
     ),
     Setting(
         "WORKER_HEALTH_HOST",
         "health_host",
-        _str,
+        _bind_host,
         "health/metrics bind address (0.0.0.0 in containers)",
     ),
-    Setting("WORKER_PROCESSES", "worker_processes", _int(1, 1024), "forked worker processes"),
-    Setting("QUEUE_POLLERS", "pollers", _int(0, 64), "concurrent long polls (0: automatic)"),
-    Setting("QUEUE_PREFETCH", "prefetch", _int(0, 10_000), "messages held beyond the running ones"),
+    Setting("WORKER_PROCESSES", "worker_processes", integer(1, 1024), "forked worker processes"),
+    Setting("QUEUE_POLLERS", "pollers", integer(0, 64), "concurrent long polls (0: automatic)"),
     Setting(
-        "QUEUE_ACK_FLUSH_MS", "ack_flush_ms", _int(0, 10_000), "oldest age of a partial ack batch"
+        "QUEUE_PREFETCH", "prefetch", integer(0, 10_000), "messages held beyond the running ones"
     ),
     Setting(
-        "WORKER_SHUTDOWN_GRACE_SECONDS", "shutdown_grace_s", _float(0), "drain time on shutdown"
+        "QUEUE_ACK_FLUSH_MS",
+        "ack_flush_ms",
+        integer(0, 10_000),
+        "oldest age of a partial ack batch",
+    ),
+    Setting(
+        "WORKER_SHUTDOWN_GRACE_SECONDS",
+        "shutdown_grace_s",
+        number(0, _12H),
+        "drain time on shutdown",
     ),
     Setting("WORKER_TENANT_LIMITS", "tenant_limits", _tenant_limits, "per-tenant caps: a=2,b=5"),
     Setting(
-        "QUEUE_RETRY_BASE_SECONDS", "retry_base_s", _float(0), "failure backoff base: base*2^n"
+        "QUEUE_RETRY_BASE_SECONDS",
+        "retry_base_s",
+        number(0, _12H),
+        "failure backoff base: base*2^n",
     ),
-    Setting(
-        "QUEUE_RETRY_MAX_SECONDS", "retry_max_s", _float(0, SQS_MAX_VISIBILITY_S), "backoff cap"
-    ),
+    Setting("QUEUE_RETRY_MAX_SECONDS", "retry_max_s", number(0, _12H), "backoff cap"),
     Setting(
         "WORKER_THROTTLE_MAX_WAIT_SECONDS",
         "throttle_max_wait_s",
-        _float(0),
+        number(0, _12H),
         "longest a throttled message is held before release",
     ),
     Setting(
         "WORKER_THROTTLE_RELEASE_DELAY_SECONDS",
         "throttle_release_delay_s",
-        _int(0, 900),
+        integer(0, 900),
         "visibility delay of a released throttled message",
     ),
     Setting(
         "QUEUE_METRICS_INTERVAL",
         "metrics_interval_s",
-        _float(0, lo_open=True),
+        number(0.1, 86_400),
         "queue metrics period (s)",
     ),
-    Setting("QUEUE_MAX_DEPTH", "max_queue_depth", _int(0), "health threshold on depth (0: none)"),
+    Setting(
+        "QUEUE_MAX_DEPTH", "max_queue_depth", integer(0), "health threshold on depth (0: none)"
+    ),
     Setting(
         "WORKER_RING_BYTES",
         "ring_bytes",
-        _int(2 * 1024 * 1024, 1 << 30),
+        integer(2 * 1024 * 1024, 1 << 30),
         "ring size each way per worker",
     ),
     Setting("GORAXFAST_SQS_CLIENT", "sqs_client", _choice(*SQS_CLIENTS), "data-plane client"),
 )
+
+
+# --- checks across variables, and against the AWS config files -------------------------------
+
+
+def _set(env: Mapping[str, str], name: str) -> bool:
+    return bool(env.get(name, "").strip())
+
+
+def environment_problems(env: Mapping[str, str]) -> list[ConfigProblem]:
+    """What no single variable shows: credentials set in halves, a session token with no keys,
+    a DLQ that is the main queue, a profile no AWS config file defines."""
+    problems: list[ConfigProblem] = []
+    key, secret = _set(env, "AWS_ACCESS_KEY_ID"), _set(env, "AWS_SECRET_ACCESS_KEY")
+    if key != secret:
+        missing, given = (
+            ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID")
+            if key
+            else ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        )
+        problems.append(
+            ConfigProblem(
+                missing,
+                env.get(missing, ""),
+                f"required when {given} is set: set both for static credentials, "
+                "or neither for the default AWS credential chain",
+            )
+        )
+    if _set(env, "AWS_SESSION_TOKEN") and not key and not secret:
+        problems.append(
+            ConfigProblem(
+                "AWS_SESSION_TOKEN",
+                SECRET_MASK,
+                "used only with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, which are unset",
+            )
+        )
+    queue, dlq = env.get("AWS_SQS_QUEUE_URL", "").strip(), env.get("AWS_SQS_DLQ_URL", "").strip()
+    if dlq and dlq == queue:
+        problems.append(
+            ConfigProblem(
+                "AWS_SQS_DLQ_URL",
+                env["AWS_SQS_DLQ_URL"],
+                "a queue other than AWS_SQS_QUEUE_URL (dead letters must leave the main queue)",
+            )
+        )
+    problem = profile_problem(env)
+    if problem is not None:
+        problems.append(problem)
+    return problems
+
+
+def profile_problem(env: Mapping[str, str]) -> ConfigProblem | None:
+    """An ``AWS_PROFILE`` (or ``AWS_DEFAULT_PROFILE``, which botocore reads first) that neither
+    the config file nor the credentials file defines: botocore would fail on the first call.
+
+    Reads the two files only (``AWS_CONFIG_FILE``, ``AWS_SHARED_CREDENTIALS_FILE`` or their
+    defaults under ``~/.aws``): no network, no credential resolution.
+    """
+    name = next((n for n in ("AWS_DEFAULT_PROFILE", "AWS_PROFILE") if _set(env, n)), None)
+    if name is None:
+        return None
+    profile = env[name].strip()
+    if profile == "default":  # botocore accepts "default" with no file at all
+        return None
+    import botocore.exceptions
+    import botocore.session
+
+    session = botocore.session.Session()
+    config_file = env.get("AWS_CONFIG_FILE", "").strip() or "~/.aws/config"
+    credentials_file = env.get("AWS_SHARED_CREDENTIALS_FILE", "").strip() or "~/.aws/credentials"
+    session.set_config_variable("config_file", config_file)
+    session.set_config_variable("credentials_file", credentials_file)
+    try:
+        known = sorted(session.available_profiles)
+    except botocore.exceptions.BotoCoreError as exc:  # a file that does not parse
+        return ConfigProblem(name, env[name], f"a profile of readable AWS config files ({exc})")
+    if profile in known:
+        return None
+    listed = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
+    return ConfigProblem(
+        name,
+        env[name],
+        f"a profile defined in {config_file} or {credentials_file}"
+        + (f" (they define: {listed})" if known else " (they define none)"),
+    )

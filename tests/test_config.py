@@ -6,6 +6,7 @@ replaced silently: every bad variable is reported at once, with its name, value 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -103,9 +104,42 @@ BOUNDS: list[tuple[str, str, Any]] = [
     ("WORKER_THROTTLE_RELEASE_DELAY_SECONDS", "0", 0),
     ("WORKER_RING_BYTES", "2097152", 2 * 1024 * 1024),
     ("WORKER_RING_BYTES", "1073741824", 1 << 30),
+    ("QUEUE_MAX_RETRIES", "1000", 1000),
+    ("QUEUE_PROCESS_TIMEOUT", "43200", 43200.0),
+    ("QUEUE_POLL_INTERVAL", "3600", 3600.0),
+    ("QUEUE_CONCURRENT_WORKERS", "10000", 10000),
+    ("WORKER_SHUTDOWN_GRACE_SECONDS", "43200", 43200.0),
+    ("QUEUE_RETRY_BASE_SECONDS", "43200", 43200.0),
+    ("WORKER_THROTTLE_MAX_WAIT_SECONDS", "43200", 43200.0),
+    ("QUEUE_METRICS_INTERVAL", "0.1", 0.1),
+    ("QUEUE_METRICS_INTERVAL", "86400", 86400.0),
+]
+
+#: Values some setups use that must keep working.
+ACCEPTED: list[tuple[str, str, Any]] = [
+    ("AWS_REGION", "elasticmq", "elasticmq"),  # ElasticMQ's region name
+    ("AWS_REGION", "us-gov-west-1", "us-gov-west-1"),
+    ("AWS_ACCESS_KEY_ID", "test", "test"),  # LocalStack's
+    ("AWS_ENDPOINT", "HTTPS://sqs.us-east-1.amazonaws.com", "HTTPS://sqs.us-east-1.amazonaws.com"),
+    ("AWS_ENDPOINT", "http://[::1]:4566", "http://[::1]:4566"),
+    ("AWS_ENDPOINT", "http://localhost:4566/", "http://localhost:4566/"),
+    ("AWS_SQS_QUEUE_URL", "http://localhost:9324/queue/jobs", "http://localhost:9324/queue/jobs"),
+    ("AWS_SQS_QUEUE_URL", "http://x/q", "http://x/q"),
+    ("AWS_SQS_QUEUE_URL", "https://h/1/jobs.fifo", "https://h/1/jobs.fifo"),
+    ("AWS_SQS_QUEUE_URL", "https://h/1/" + "q" * 80, "https://h/1/" + "q" * 80),
+    ("WORKER_HEALTH_HOST", "localhost", "localhost"),
+    ("WORKER_HEALTH_HOST", "LocalHost", "localhost"),
+    ("WORKER_HEALTH_HOST", "::", "::"),
+    ("WORKER_HEALTH_HOST", "::1", "::1"),
+    ("WORKER_HEALTH_HOST", "10.1.2.3", "10.1.2.3"),
+    ("WORKER_TENANT_LIMITS", "a=1,b=1,c=1", {"a": 1, "b": 1, "c": 1}),
 ]
 
 _BOOL = "1 t true yes on / 0 f false no off"
+_URL = "http:// or https://"
+_QUEUE_URL = "queue URL ending in the queue name"
+_IP = "an IP address to listen on (127.0.0.1, 0.0.0.0, ::1, ::) or localhost"
+_CREDENTIAL = "printable ASCII without spaces"
 
 #: Bad values: variable, value, a fragment of the allowed range the error must state.
 BAD: list[tuple[str, str, str]] = [
@@ -113,36 +147,70 @@ BAD: list[tuple[str, str, str]] = [
     ("QUEUE_ENABLED", "2", _BOOL),
     ("QUEUE_ENABLED", "truee", _BOOL),
     ("QUEUE_DELETE_AFTER_PROCESS", "nope", _BOOL),
-    ("AWS_ENDPOINT", "localhost:4566", "http:// or https://"),
-    ("AWS_ENDPOINT", "ftp://localhost", "http:// or https://"),
-    ("AWS_SQS_QUEUE_URL", "my-queue", "http:// or https://"),
-    ("AWS_SQS_DLQ_URL", "sqs://dlq", "http:// or https://"),
+    ("AWS_REGION", "US East 1", "a region name like us-east-1"),
+    ("AWS_REGION", "us_east_1", "a region name like us-east-1"),
+    ("AWS_REGION", "us-east-1.", "a region name like us-east-1"),
+    ("AWS_ACCESS_KEY_ID", "AKID EXAMPLE", _CREDENTIAL),
+    ("AWS_ACCESS_KEY_ID", "'AKIDEXAMPLE\u2019", _CREDENTIAL),
+    ("AWS_SECRET_ACCESS_KEY", "s3cr3t key", _CREDENTIAL),
+    ("AWS_SESSION_TOKEN", "token\nmore", _CREDENTIAL),
+    ("AWS_ENDPOINT", "localhost:4566", _URL),
+    ("AWS_ENDPOINT", "ftp://localhost", _URL),
+    ("AWS_ENDPOINT", "http://", "(no host)"),
+    ("AWS_ENDPOINT", "http://:4566", "(no host)"),
+    ("AWS_ENDPOINT", "http://localhost:99999", "port out of range"),
+    ("AWS_ENDPOINT", "http://localhost:port", "port could not be cast"),
+    ("AWS_ENDPOINT", "http://localhost:0", "(port 0)"),
+    ("AWS_ENDPOINT", "http://[::1:4566", "invalid ipv6 url"),
+    ("AWS_ENDPOINT", "http://local host:4566", "(spaces, control or non-ASCII characters)"),
+    ("AWS_ENDPOINT", "http://localhost:4566?region=x", "(a query or fragment)"),
+    ("AWS_ENDPOINT", "http://key:secret@localhost:4566", "user:password@"),
+    ("AWS_SQS_QUEUE_URL", "my-queue", _URL),
+    ("AWS_SQS_QUEUE_URL", "http://localhost:4566", "(no queue name after the host)"),
+    ("AWS_SQS_QUEUE_URL", "http://localhost:4566/000000000000/", "(no queue name after the host)"),
+    ("AWS_SQS_QUEUE_URL", "http://localhost:4566/0/orders!", "the queue name 'orders!' is not"),
+    ("AWS_SQS_QUEUE_URL", "http://localhost:4566/0/" + "q" * 81, _QUEUE_URL),
+    ("AWS_SQS_QUEUE_URL", "http://localhost:4566/0/q#frag", "(a query or fragment)"),
+    ("AWS_SQS_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/1/my queue", "(spaces"),
+    ("AWS_SQS_DLQ_URL", "sqs://dlq", _URL),
+    ("AWS_SQS_DLQ_URL", "http://localhost:4566/", "(no queue name after the host)"),
     ("QUEUE_MAX_MESSAGES", "ten", "an integer from 1 to 10"),
     ("QUEUE_MAX_MESSAGES", "1.5", "an integer from 1 to 10"),
     ("QUEUE_MAX_MESSAGES", "0", "an integer from 1 to 10"),
     ("QUEUE_MAX_MESSAGES", "11", "an integer from 1 to 10"),
+    ("QUEUE_MAX_MESSAGES", "9" * 5000, "an integer from 1 to 10"),
     ("QUEUE_WAIT_TIME_SECONDS", "x", "an integer from 0 to 20"),
     ("QUEUE_WAIT_TIME_SECONDS", "-1", "an integer from 0 to 20"),
     ("QUEUE_WAIT_TIME_SECONDS", "21", "an integer from 0 to 20"),
     ("QUEUE_VISIBILITY_TIMEOUT", "30s", "an integer from 0 to 43200"),
     ("QUEUE_VISIBILITY_TIMEOUT", "-1", "an integer from 0 to 43200"),
     ("QUEUE_VISIBILITY_TIMEOUT", "43201", "an integer from 0 to 43200"),
-    ("QUEUE_MAX_RETRIES", "three", "an integer >= 1"),
-    ("QUEUE_MAX_RETRIES", "0", "an integer >= 1"),
+    ("QUEUE_MAX_RETRIES", "three", "an integer from 1 to 1000"),
+    ("QUEUE_MAX_RETRIES", "0", "an integer from 1 to 1000"),
+    ("QUEUE_MAX_RETRIES", "1001", "an integer from 1 to 1000"),
     ("QUEUE_PROCESS_TIMEOUT", "5m", "a number > 0"),
     ("QUEUE_PROCESS_TIMEOUT", "0", "a number > 0"),
     ("QUEUE_PROCESS_TIMEOUT", "-1", "a number > 0"),
     ("QUEUE_PROCESS_TIMEOUT", "nan", "a number > 0"),
     ("QUEUE_PROCESS_TIMEOUT", "inf", "a number > 0"),
-    ("QUEUE_POLL_INTERVAL", "1s", "a number >= 0"),
-    ("QUEUE_POLL_INTERVAL", "-0.5", "a number >= 0"),
-    ("QUEUE_CONCURRENT_WORKERS", "many", "an integer >= 1"),
-    ("QUEUE_CONCURRENT_WORKERS", "0", "an integer >= 1"),
+    ("QUEUE_PROCESS_TIMEOUT", "43200.5", "a number > 0 and <= 43200"),
+    ("QUEUE_POLL_INTERVAL", "1s", "a number from 0 to 3600"),
+    ("QUEUE_POLL_INTERVAL", "-0.5", "a number from 0 to 3600"),
+    ("QUEUE_POLL_INTERVAL", "1e309", "a number from 0 to 3600"),
+    ("QUEUE_POLL_INTERVAL", "1e300", "a number from 0 to 3600"),
+    ("QUEUE_CONCURRENT_WORKERS", "many", "an integer from 1 to 10000"),
+    ("QUEUE_CONCURRENT_WORKERS", "0", "an integer from 1 to 10000"),
+    ("QUEUE_CONCURRENT_WORKERS", "10001", "an integer from 1 to 10000"),
     ("WORKER_MAX_CONCURRENCY_PER_TENANT", "x", "an integer >= 1"),
     ("WORKER_MAX_CONCURRENCY_PER_TENANT", "0", "an integer >= 1"),
     ("WORKER_HEALTH_PORT", "http", "an integer from 0 to 65535"),
     ("WORKER_HEALTH_PORT", "-1", "an integer from 0 to 65535"),
     ("WORKER_HEALTH_PORT", "65536", "an integer from 0 to 65535"),
+    ("WORKER_HEALTH_HOST", "example.invalid", _IP),
+    ("WORKER_HEALTH_HOST", "not a host", _IP),
+    ("WORKER_HEALTH_HOST", "[::1]", _IP),
+    ("WORKER_HEALTH_HOST", "127.0.0.1:8081", _IP),
+    ("WORKER_HEALTH_HOST", "256.0.0.1", _IP),
     ("WORKER_PROCESSES", "auto", "an integer from 1 to 1024"),
     ("WORKER_PROCESSES", "0", "an integer from 1 to 1024"),
     ("WORKER_PROCESSES", "1025", "an integer from 1 to 1024"),
@@ -152,27 +220,50 @@ BAD: list[tuple[str, str, str]] = [
     ("QUEUE_PREFETCH", "10001", "an integer from 0 to 10000"),
     ("QUEUE_ACK_FLUSH_MS", "-1", "an integer from 0 to 10000"),
     ("QUEUE_ACK_FLUSH_MS", "10001", "an integer from 0 to 10000"),
-    ("WORKER_SHUTDOWN_GRACE_SECONDS", "soon", "a number >= 0"),
-    ("WORKER_SHUTDOWN_GRACE_SECONDS", "-1", "a number >= 0"),
+    ("WORKER_SHUTDOWN_GRACE_SECONDS", "soon", "a number from 0 to 43200"),
+    ("WORKER_SHUTDOWN_GRACE_SECONDS", "-1", "a number from 0 to 43200"),
+    ("WORKER_SHUTDOWN_GRACE_SECONDS", "1e309", "a number from 0 to 43200"),
     ("WORKER_TENANT_LIMITS", "tenant-a", "tenant=cap"),
     ("WORKER_TENANT_LIMITS", "=2", "tenant=cap"),
     ("WORKER_TENANT_LIMITS", "tenant-a=x", "tenant=cap"),
     ("WORKER_TENANT_LIMITS", "tenant-a=1.5", "tenant=cap"),
     ("WORKER_TENANT_LIMITS", "tenant-a=0", "each cap an integer >= 1"),
-    ("WORKER_TENANT_LIMITS", "tenant-a=2,tenant-b=-1", "each cap an integer >= 1"),
-    ("QUEUE_RETRY_BASE_SECONDS", "-1", "a number >= 0"),
+    ("WORKER_TENANT_LIMITS", "tenant-a=2,tenant-b=-1", "not 'tenant-b=-1'"),
+    ("WORKER_TENANT_LIMITS", "tenant-a=1_0", "not 'tenant-a=1_0'"),
+    ("WORKER_TENANT_LIMITS", "tenant-a=" + "9" * 5000, "each cap an integer >= 1"),
+    ("WORKER_TENANT_LIMITS", "tenant-a=2,tenant-a=3", "'tenant-a' is named twice"),
+    ("WORKER_TENANT_LIMITS", "tenant-a=2, tenant-a =2", "'tenant-a' is named twice"),
+    ("QUEUE_RETRY_BASE_SECONDS", "-1", "a number from 0 to 43200"),
+    ("QUEUE_RETRY_BASE_SECONDS", "1e309", "a number from 0 to 43200"),
+    ("QUEUE_RETRY_BASE_SECONDS", "43201", "a number from 0 to 43200"),
     ("QUEUE_RETRY_MAX_SECONDS", "-1", "a number from 0 to 43200"),
     ("QUEUE_RETRY_MAX_SECONDS", "43201", "a number from 0 to 43200"),
-    ("WORKER_THROTTLE_MAX_WAIT_SECONDS", "-1", "a number >= 0"),
+    ("WORKER_THROTTLE_MAX_WAIT_SECONDS", "-1", "a number from 0 to 43200"),
+    ("WORKER_THROTTLE_MAX_WAIT_SECONDS", "43201", "a number from 0 to 43200"),
     ("WORKER_THROTTLE_RELEASE_DELAY_SECONDS", "-1", "an integer from 0 to 900"),
     ("WORKER_THROTTLE_RELEASE_DELAY_SECONDS", "901", "an integer from 0 to 900"),
-    ("QUEUE_METRICS_INTERVAL", "0", "a number > 0"),
+    ("QUEUE_METRICS_INTERVAL", "0", "a number from 0.1 to 86400"),
+    ("QUEUE_METRICS_INTERVAL", "0.01", "a number from 0.1 to 86400"),
+    ("QUEUE_METRICS_INTERVAL", "86401", "a number from 0.1 to 86400"),
     ("QUEUE_MAX_DEPTH", "-1", "an integer >= 0"),
     ("WORKER_RING_BYTES", "4MiB", "an integer from"),
     ("WORKER_RING_BYTES", "1", "an integer from"),
     ("WORKER_RING_BYTES", "1073741825", "an integer from"),
     ("GORAXFAST_SQS_CLIENT", "boto", "one of: botocore, fast"),
 ]
+
+
+#: What a bad value of these needs beside it to be the only problem (credentials come in pairs).
+COMPANIONS: dict[str, dict[str, str]] = {
+    "AWS_ACCESS_KEY_ID": {"AWS_SECRET_ACCESS_KEY": "s3cr3t"},
+    "AWS_SECRET_ACCESS_KEY": {"AWS_ACCESS_KEY_ID": "AKID"},
+    "AWS_SESSION_TOKEN": {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s3cr3t"},
+}
+
+SECRETS = {"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
+
+FLOAT_SETTINGS = [s for s in SETTINGS if type(getattr(Config(), s.attr)) is float]
+NON_FINITE = ["nan", "NaN", "inf", "-inf", "+inf", "Infinity", "1e309", "-1e309", "1" * 400]
 
 
 def _refuses_something(setting: Setting) -> bool:
@@ -266,7 +357,9 @@ def test_from_env_reads_the_process_environment_when_given_none(
 def test_a_valid_value_is_parsed(env: str, case: tuple[str, Any]) -> None:
     raw, expected = case
 
-    value = getattr(Config.from_env({env: raw}), SETTINGS_BY_ENV[env].attr)
+    value = getattr(
+        Config.from_env({env: raw, **COMPANIONS.get(env, {})}), SETTINGS_BY_ENV[env].attr
+    )
 
     assert value == expected
     assert type(value) is type(expected)
@@ -323,20 +416,46 @@ def test_tenant_limits_tolerate_spaces_and_empty_entries() -> None:
 # --- bad values ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("env", "raw", "allowed"), BAD, ids=[f"{e}={r}" for e, r, _ in BAD])
+@pytest.mark.parametrize(("env", "raw", "allowed"), BAD, ids=[f"{e}={r[:40]!r}" for e, r, _ in BAD])
 def test_a_bad_value_is_refused_with_name_value_and_allowed_range(
     env: str, raw: str, allowed: str
 ) -> None:
     with pytest.raises(ConfigError) as info:
-        Config.from_env({env: raw})
+        Config.from_env({env: raw, **COMPANIONS.get(env, {})})
 
     (problem,) = info.value.problems
-    assert problem == ConfigProblem(env, raw, problem.allowed)
+    shown = "***" if env in SECRETS else raw
+    assert problem == ConfigProblem(env, shown, problem.allowed)
     assert allowed in problem.allowed
     message = str(info.value)
     assert env in message
-    assert repr(raw) in message
+    assert repr(shown) in message
     assert allowed in message
+
+
+@pytest.mark.parametrize(
+    ("env", "raw", "expected"), ACCEPTED, ids=[f"{e}={r}" for e, r, _ in ACCEPTED]
+)
+def test_values_other_setups_use_are_accepted(env: str, raw: str, expected: Any) -> None:
+    config = Config.from_env({env: raw, **COMPANIONS.get(env, {})})
+
+    assert getattr(config, SETTINGS_BY_ENV[env].attr) == expected
+
+
+@pytest.mark.parametrize("raw", NON_FINITE)
+@pytest.mark.parametrize("setting", FLOAT_SETTINGS, ids=[s.env for s in FLOAT_SETTINGS])
+def test_no_setting_takes_a_number_that_is_not_finite(setting: Setting, raw: str) -> None:
+    assert _problem_of({setting.env: raw}).name == setting.env
+
+
+@pytest.mark.parametrize("env", sorted(SECRETS))
+def test_a_bad_secret_is_refused_without_showing_it(env: str) -> None:
+    secret = "s3cr3t with a space"
+    with pytest.raises(ConfigError) as info:
+        Config.from_env({env: secret, **COMPANIONS[env]})
+
+    assert [p.name for p in info.value.problems] == [env]
+    assert "with a space" not in str(info.value)
 
 
 def test_the_problem_keeps_the_value_as_written() -> None:
@@ -375,7 +494,8 @@ def test_several_bad_variables_are_reported_together_in_one_error() -> None:
 
 
 def test_every_bad_variable_at_once_is_one_error_listing_them_all() -> None:
-    env = {name: raw for name, raw, _ in BAD}  # the last bad value of each variable
+    env = {name: raw for name, raw, _ in BAD}  # the last bad value of each variable (all set:
+    # the credentials come in their pairs)
 
     with pytest.raises(ConfigError) as info:
         Config.from_env(env)
@@ -412,14 +532,8 @@ def test_numbers_gorax_could_not_parse_are_refused(env: str, raw: str) -> None:
 
 @pytest.mark.parametrize(
     ("key", "secret", "static"),
-    [
-        ("AKID", "s3cr3t", True),
-        ("AKID", "", False),
-        ("", "s3cr3t", False),
-        ("", "", False),
-        ("AKID", "   ", False),
-    ],
-    ids=["both", "key only", "secret only", "neither", "blank secret"],
+    [("AKID", "s3cr3t", True), ("", "", False), ("  ", "", False)],
+    ids=["both", "neither", "blank key"],
 )
 def test_static_credentials_only_when_both_key_and_secret_are_set(
     key: str, secret: str, static: bool
@@ -449,10 +563,10 @@ def test_tenant_cap_uses_the_override_of_that_tenant_only() -> None:
     assert config.tenant_cap("tenant-c") == 4
 
 
-def test_tenant_limits_last_entry_of_a_tenant_wins() -> None:
-    config = Config.from_env({"WORKER_TENANT_LIMITS": "tenant-a=1,tenant-a=3"})
+def test_a_tenant_named_twice_is_refused_rather_than_one_cap_chosen() -> None:
+    problem = _problem_of({"WORKER_TENANT_LIMITS": "tenant-a=1,tenant-b=2,tenant-a=3"})
 
-    assert config.tenant_cap("tenant-a") == 3
+    assert "'tenant-a' is named twice" in problem.allowed
 
 
 def test_describe_masks_secrets() -> None:
@@ -512,3 +626,144 @@ def test_require_queue_names_the_missing_variable() -> None:
 
 def test_require_queue_accepts_a_configured_queue() -> None:
     Config.from_env({"AWS_SQS_QUEUE_URL": VALID["AWS_SQS_QUEUE_URL"][0]}).require_queue()
+
+
+# --- mistakes no single variable shows -----------------------------------------------------------
+
+_QUEUE = "http://localhost:4566/000000000000/orders"
+
+#: Environments wrong only as a whole: the problems, as (variable, value shown, fragment).
+CROSS: list[tuple[str, dict[str, str], list[tuple[str, str, str]]]] = [
+    (
+        "key without secret",
+        {"AWS_ACCESS_KEY_ID": "AKID"},
+        [("AWS_SECRET_ACCESS_KEY", "", "required when AWS_ACCESS_KEY_ID is set")],
+    ),
+    (
+        "secret without key",
+        {"AWS_SECRET_ACCESS_KEY": "s3cr3t"},
+        [("AWS_ACCESS_KEY_ID", "", "required when AWS_SECRET_ACCESS_KEY is set")],
+    ),
+    (
+        "key with a blank secret",
+        {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "  "},
+        [("AWS_SECRET_ACCESS_KEY", "  ", "required when AWS_ACCESS_KEY_ID is set")],
+    ),
+    (
+        "key and token without secret",
+        {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SESSION_TOKEN": "tok"},
+        [("AWS_SECRET_ACCESS_KEY", "", "set both for static credentials, or neither")],
+    ),
+    (
+        "session token without keys",
+        {"AWS_SESSION_TOKEN": "tok"},
+        [
+            (
+                "AWS_SESSION_TOKEN",
+                "***",
+                "used only with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            )
+        ],
+    ),
+    (
+        "DLQ that is the main queue",
+        {"AWS_SQS_QUEUE_URL": _QUEUE, "AWS_SQS_DLQ_URL": f" {_QUEUE}"},
+        [("AWS_SQS_DLQ_URL", f" {_QUEUE}", "a queue other than AWS_SQS_QUEUE_URL")],
+    ),
+    (
+        "a bad value and a missing half are both reported",
+        {"AWS_ACCESS_KEY_ID": "AKID", "QUEUE_MAX_MESSAGES": "0"},
+        [
+            ("QUEUE_MAX_MESSAGES", "0", "an integer from 1 to 10"),
+            ("AWS_SECRET_ACCESS_KEY", "", "required when AWS_ACCESS_KEY_ID is set"),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"), [(e, x) for _, e, x in CROSS], ids=[c[0] for c in CROSS]
+)
+def test_mistakes_across_variables_are_one_problem_each(
+    env: dict[str, str], expected: list[tuple[str, str, str]]
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_env(env)
+
+    problems = info.value.problems
+    assert [(p.name, p.value) for p in problems] == [(name, value) for name, value, _ in expected]
+    for problem, (_, _, fragment) in zip(problems, expected, strict=True):
+        assert fragment in problem.allowed
+
+
+def test_the_secret_is_never_shown_when_the_key_is_missing() -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_env({"AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI"})
+
+    assert "wJalrXUtnFEMI" not in str(info.value)
+
+
+def test_a_dlq_of_its_own_is_accepted() -> None:
+    config = Config.from_env({"AWS_SQS_QUEUE_URL": _QUEUE, "AWS_SQS_DLQ_URL": _QUEUE + "-dlq"})
+
+    assert config.dlq_url == _QUEUE + "-dlq"
+
+
+# --- AWS_PROFILE against the AWS config files (read locally, never the network) -------------------
+
+
+@pytest.fixture
+def aws_files(tmp_path: Path) -> dict[str, str]:
+    config = tmp_path / "config"
+    config.write_text("[default]\nregion = eu-west-1\n\n[profile dev]\nregion = eu-west-3\n")
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[ci]\naws_access_key_id = AKID\naws_secret_access_key = s3cr3t\n")
+    return {"AWS_CONFIG_FILE": str(config), "AWS_SHARED_CREDENTIALS_FILE": str(credentials)}
+
+
+@pytest.mark.parametrize("profile", ["dev", "ci", "default", " dev "])
+def test_a_profile_defined_in_either_file_is_accepted(
+    aws_files: dict[str, str], profile: str
+) -> None:
+    Config.from_env({**aws_files, "AWS_PROFILE": profile})
+
+
+def test_an_unknown_profile_is_refused_naming_the_files_and_the_profiles_they_define(
+    aws_files: dict[str, str],
+) -> None:
+    problem = _problem_of({**aws_files, "AWS_PROFILE": "prod"})
+
+    assert (problem.name, problem.value) == ("AWS_PROFILE", "prod")
+    assert aws_files["AWS_CONFIG_FILE"] in problem.allowed
+    assert aws_files["AWS_SHARED_CREDENTIALS_FILE"] in problem.allowed
+    assert "they define: ci, default, dev" in problem.allowed
+
+
+def test_without_config_files_only_the_default_profile_exists(tmp_path: Path) -> None:
+    files = {
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none-either"),
+    }
+    Config.from_env({**files, "AWS_PROFILE": "default"})
+
+    assert "they define none" in _problem_of({**files, "AWS_PROFILE": "dev"}).allowed
+
+
+def test_aws_default_profile_is_checked_first_as_botocore_reads_it_first(
+    aws_files: dict[str, str],
+) -> None:
+    problem = _problem_of({**aws_files, "AWS_DEFAULT_PROFILE": "prod", "AWS_PROFILE": "dev"})
+
+    assert (problem.name, problem.value) == ("AWS_DEFAULT_PROFILE", "prod")
+
+
+def test_a_config_file_that_does_not_parse_is_one_problem(
+    aws_files: dict[str, str], tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken"
+    broken.write_text("[profile dev\nregion = x\n")
+
+    problem = _problem_of({**aws_files, "AWS_CONFIG_FILE": str(broken), "AWS_PROFILE": "dev"})
+
+    assert problem.name == "AWS_PROFILE"
+    assert "readable AWS config files" in problem.allowed
