@@ -187,8 +187,8 @@ class Dispatcher:
                 self.counters.throttled += 1
             else:
                 self._throttle_release(h.slot)
-        self._intake = []
         self.pump()
+        self._intake = []
 
     def recover_intake(self, messages: Sequence[ReceivedMessage], error: BaseException) -> int:
         """:meth:`on_received` failed part-way (a bug): settle what no worker has taken.
@@ -287,12 +287,22 @@ class Dispatcher:
                 h = held.get(slot)
                 if h is None:
                     continue
-                record = encode(
-                    Delivery(
-                        slot, h.message_id, h.receive_count, h.first_received_ms, h.sent_ms, h.body
+                try:
+                    record = encode(
+                        Delivery(
+                            slot,
+                            h.message_id,
+                            h.receive_count,
+                            h.first_received_ms,
+                            h.sent_ms,
+                            h.body,
+                        )
                     )
-                )
-                if not put(record):
+                    taken = put(record)
+                except BaseException:
+                    ready.appendleft(slot)  # a bug must not lose it between the books
+                    raise
+                if not taken:
                     ready.appendleft(slot)
                     full = True
                     break

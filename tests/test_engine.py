@@ -118,7 +118,7 @@ async def test_a_poison_body_is_dead_lettered_at_once_with_its_reason(
     letters = drain_dlq(boto_sqs, config.dlq_url)
     reasons = sorted(m["MessageAttributes"]["goraxfast_dlq_reason"]["StringValue"] for m in letters)
     assert "Expected `str`, got `int` - at `$.tenant_id`" in reasons[0]
-    assert reasons[1] == "poison message: tenant_id is required"
+    assert reasons[1] == "poison message: ValidationError: tenant_id is required"
     assert sorted(m["Body"] for m in letters) == sorted(
         ['{"tenant_id": 7}', '{"execution_id": "x"}']
     )
