@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
+import os
 import re
+import socket
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from goraxfast.core.health import HealthStatus
+from goraxfast.errors import ConfigError, ConfigProblem
 from goraxfast.prometheus import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,39 @@ _REQUEST_LINE = re.compile(r"^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP/1\.[0-9]$
 _HEADER_LINE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t -~\x80-\xff]*$")
 
 Response = tuple[int, str, bytes, dict[str, str]]
+
+
+class HealthBindError(ConfigError):
+    """The endpoint cannot listen where WORKER_HEALTH_HOST and WORKER_HEALTH_PORT say.
+
+    A configuration mistake (another engine on this host holds the fixed port 8081, an address
+    of another machine), so a :class:`~goraxfast.errors.ConfigError`: one problem, naming the
+    variable to change, with the operating system's reason.
+    """
+
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        self.host = host
+        self.port = port
+        self.os_error = error
+        code = error.errno
+        reason = os.strerror(code) if isinstance(code, int) and code > 0 else error.strerror
+        where = f"cannot listen on {_host_port(host, port)}: {reason or error}"
+        if code in (errno.EADDRINUSE, errno.EACCES):
+            fix = (
+                "another process holds it (a second engine on this host?): "
+                "choose a free port, or 0 for any"
+                if code == errno.EADDRINUSE
+                else "ports below 1024 need privileges: choose a port from 1024, or 0 for any"
+            )
+            problem = ConfigProblem("WORKER_HEALTH_PORT", str(port), f"{where}; {fix}")
+        else:
+            fix = "an address of this machine (127.0.0.1, 0.0.0.0, ::)"
+            problem = ConfigProblem("WORKER_HEALTH_HOST", host, f"{where}; {fix}")
+        super().__init__([problem])
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class _BadRequest(Exception):
@@ -88,13 +125,18 @@ class HealthServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"http://{_host_port(self.host, self.port)}"
 
     async def start(self) -> None:
+        """Listen; raises :class:`HealthBindError` (a ConfigError) when the address cannot be
+        had, never a bare OSError."""
         if self._server is None:
-            self._server = await asyncio.start_server(
-                self._serve, self.host, self._port, limit=self.max_request_bytes
-            )
+            try:
+                self._server = await asyncio.start_server(
+                    self._serve, self.host, self._port, limit=self.max_request_bytes
+                )
+            except (OSError, socket.gaierror) as exc:
+                raise HealthBindError(self.host, self._port, exc) from exc
             log.info("health/metrics endpoint on %s", self.url)
 
     async def stop(self) -> None:

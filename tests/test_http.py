@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import urllib.error
 import urllib.request
@@ -12,7 +13,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from goraxfast.core.health import HealthStatus, QueueMetrics, evaluate
-from goraxfast.http import HealthServer
+from goraxfast.errors import ConfigError
+from goraxfast.http import HealthBindError, HealthServer
 
 HOST = "127.0.0.1"
 NOW = 1000.0
@@ -201,3 +203,58 @@ async def test_stop_closes_idle_connections_and_is_idempotent(state: State) -> N
     with pytest.raises(OSError):
         await asyncio.open_connection(HOST, srv.port)
     assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+def _server_on(state: State, host: str, port: int) -> HealthServer:
+    return HealthServer(
+        host, port, metrics_text=state.text, health=state.health, ready=lambda: state.ready
+    )
+
+
+async def test_a_port_in_use_is_a_config_error_naming_the_port_and_the_os_reason(
+    server: HealthServer, state: State
+) -> None:
+    second = _server_on(state, HOST, server.port)  # a second engine on the same host
+
+    with pytest.raises(HealthBindError) as info:
+        await second.start()
+
+    (problem,) = info.value.problems
+    assert (problem.name, problem.value) == ("WORKER_HEALTH_PORT", str(server.port))
+    assert f"cannot listen on {HOST}:{server.port}: Address already in use" in problem.allowed
+    assert "0 for any" in problem.allowed
+    assert isinstance(info.value, ConfigError)
+    assert info.value.os_error.errno == errno.EADDRINUSE
+    assert (info.value.host, info.value.port) == (HOST, server.port)
+
+
+async def test_an_address_of_another_machine_is_a_config_error_naming_the_host(
+    state: State,
+) -> None:
+    foreign = "192.0.2.1"  # TEST-NET-1: never an address of this machine
+
+    with pytest.raises(HealthBindError) as info:
+        await _server_on(state, foreign, 0).start()
+
+    (problem,) = info.value.problems
+    assert (problem.name, problem.value) == ("WORKER_HEALTH_HOST", foreign)
+    assert "Cannot assign requested address" in problem.allowed
+
+
+async def test_a_server_whose_start_failed_starts_once_the_port_is_free(state: State) -> None:
+    blocker = _server_on(state, HOST, 0)
+    await blocker.start()
+    srv = _server_on(state, HOST, blocker.port)
+    with pytest.raises(HealthBindError):
+        await srv.start()
+    await blocker.stop()
+
+    await srv.start()
+
+    assert (await fetch(srv, "/health/live")).status == 200
+    await srv.stop()
+
+
+async def test_the_url_of_an_ipv6_endpoint_brackets_the_address(state: State) -> None:
+    srv = _server_on(state, "::1", 8081)
+    assert srv.url == "http://[::1]:8081"
