@@ -36,6 +36,9 @@ class EngineStats:
     deleted: int
     dead_lettered: int
     dead_letter_skipped: int  # due for the DLQ but no AWS_SQS_DLQ_URL: left to the redrive policy
+    dead_letter_stubs: int  # too large for the DLQ: a stub sent, the original left for redrive
+    dead_letter_answers_lost: int  # DLQ sends that got no answer (a copy may exist)
+    intake_failures: int  # receive batches the engine failed to take (a bug), recovered
     visibility_changes: int
     lease_renewals: int
     acks_pending: int
@@ -82,6 +85,9 @@ def snapshot(engine: Engine) -> EngineStats:
         deleted=a.counters.deleted if a else 0,
         dead_lettered=a.counters.dead_lettered if a else 0,
         dead_letter_skipped=d.counters.dead_letter_no_dlq if d else 0,
+        dead_letter_stubs=a.counters.letters_body_omitted if a else 0,
+        dead_letter_answers_lost=a.counters.letter_answers_lost if a else 0,
+        intake_failures=d.counters.intake_failures if d else 0,
         visibility_changes=a.counters.visibility_changed if a else 0,
         lease_renewals=d.counters.lease_renewals if d else 0,
         acks_pending=a.pending if a else 0,
@@ -125,6 +131,21 @@ def engine_families(engine: Engine) -> list[MetricFamily]:
         ),
         _counter("goraxfast_deleted", "Messages deleted from the main queue.", s.deleted),
         _counter("goraxfast_dead_lettered", "Messages copied to the DLQ.", s.dead_lettered),
+        _counter(
+            "goraxfast_dead_letter_stubs",
+            "Messages too large for the DLQ: a stub letter sent, the original kept for redrive.",
+            s.dead_letter_stubs,
+        ),
+        _counter(
+            "goraxfast_dead_letter_answers_lost",
+            "DLQ sends that got no answer; each may have left a copy (same goraxfast_letter_id).",
+            s.dead_letter_answers_lost,
+        ),
+        _counter(
+            "goraxfast_intake_failures",
+            "Receive batches the engine failed to take (a bug); their messages were settled.",
+            s.intake_failures,
+        ),
         _counter(
             "goraxfast_released", "Messages handed back unstarted (visibility 0).", s.released
         ),

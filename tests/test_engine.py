@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -438,6 +439,53 @@ async def test_a_message_at_the_size_limit_is_dead_lettered_whole_with_a_trimmed
     (big,) = [m for m in letters if len(m["Body"]) > 100_000]
     assert big["Body"] == body
     assert big["MessageAttributes"]["goraxfast_dlq_reason"]["StringValue"] == "r" * 200
+
+
+async def test_a_message_too_large_for_a_smaller_dlq_leaves_a_stub_and_stays_for_redrive(
+    config: Config, boto_sqs
+) -> None:
+    """The DLQ accepts 1 KiB, the source 1 MiB: nothing is deleted that the DLQ did not take
+    whole; a stub names it, and the queue's redrive policy (5 receives) moves the original."""
+    boto_sqs.set_queue_attributes(
+        QueueUrl=config.dlq_url, Attributes={"MaximumMessageSize": "1024"}
+    )
+    from goraxfast.core.message import ExecutionMessage, encode_message
+
+    big = ExecutionMessage.new(
+        tenant_id="t",
+        workflow_id="w",
+        workflow_version=1,
+        trigger_type="big",
+        trigger_data=b'{"blob":"' + b"x" * 5000 + b'"}',
+    )
+    valid = encode_message(big).decode()
+    poison = '{"tenant_id": 7, "pad": "' + "p" * 3000 + '"}'
+    valid_id = boto_sqs.send_message(QueueUrl=config.queue_url, MessageBody=valid)["MessageId"]
+    poison_id = boto_sqs.send_message(QueueUrl=config.queue_url, MessageBody=poison)["MessageId"]
+
+    def handler(m):
+        raise Reject("not today")
+
+    async with Engine(engine_config(config), handler) as engine:
+        assert engine.acker is not None and engine.acker.max_message_bytes == 1024
+        await wait_until(
+            lambda: (
+                queue_counts(boto_sqs, config.queue_url) == (0, 0)
+                and queue_counts(boto_sqs, config.dlq_url)[0] >= 4
+            ),
+            what="stubs sent, then both originals moved by the redrive policy",
+            timeout_s=60,
+        )
+        stats = engine.stats()
+        assert stats.deleted == 0 and stats.dead_letter_stubs >= 2
+    letters = drain_dlq(boto_sqs, config.dlq_url)
+    whole = sorted(
+        m["Body"] for m in letters if "goraxfast_body_omitted" not in m.get("MessageAttributes", {})
+    )
+    assert whole == sorted([valid, poison])  # moved by SQS, every byte
+    stubs = [m for m in letters if "goraxfast_body_omitted" in m.get("MessageAttributes", {})]
+    assert {json.loads(m["Body"])["source_message_id"] for m in stubs} == {valid_id, poison_id}
+    assert all(len(m["Body"].encode()) <= 1024 for m in stubs)
 
 
 async def test_without_a_dlq_url_nothing_is_deleted_and_the_redrive_policy_moves_it(
