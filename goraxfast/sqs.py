@@ -159,7 +159,8 @@ def _botocore_options(read_timeout_s: float, sdk_attempts: int) -> dict[str, Any
         "read_timeout": read_timeout_s,
         "connect_timeout": 5,
         "max_pool_connections": 50,
-        "retries": {"mode": "standard", "max_attempts": sdk_attempts},
+        # total_max_attempts counts the first try; botocore's max_attempts counts only retries
+        "retries": {"mode": "standard", "total_max_attempts": max(1, sdk_attempts)},
     }
 
 
@@ -282,18 +283,31 @@ class SQSClient(AsyncQueueClient):
         self._sdk_attempts = sdk_attempts
         self._stack: contextlib.AsyncExitStack | None = None
         self._client: Any = None
+        self._send_client: Any = None
 
     async def start(self) -> SQSClient:
         if self._client is None:
             stack = contextlib.AsyncExitStack()
+            session = get_session()
+            kwargs = client_kwargs(self._config)
             boto = AioConfig(**_botocore_options(self._read_timeout_s, self._sdk_attempts))
-            creator = get_session().create_client("sqs", config=boto, **client_kwargs(self._config))
-            self._client = await stack.enter_async_context(creator)
+            self._client = await stack.enter_async_context(
+                session.create_client("sqs", config=boto, **kwargs)
+            )
+            # SendMessageBatch is not idempotent: botocore would send it again after a lost
+            # answer, each time a possible copy, and our callers (send_entries' rounds, the
+            # acker's bounded dead-letter resends) already decide what to send again. So batch
+            # sends go through a client of their own that makes one attempt, as the fast
+            # client does once a request has gone out.
+            once = AioConfig(**_botocore_options(self._read_timeout_s, 1))
+            self._send_client = await stack.enter_async_context(
+                session.create_client("sqs", config=once, **kwargs)
+            )
             self._stack = stack
         return self
 
     async def close(self) -> None:
-        stack, self._stack, self._client = self._stack, None, None
+        stack, self._stack, self._client, self._send_client = self._stack, None, None, None
         if stack is not None:
             await stack.aclose()
 
@@ -308,11 +322,14 @@ class SQSClient(AsyncQueueClient):
     ) -> None:
         await self.close()
 
-    async def _call(self, method: str, queue_url: str, **kwargs: Any) -> dict[str, Any]:
-        if self._client is None:
+    async def _call(
+        self, method: str, queue_url: str, *, once: bool = False, **kwargs: Any
+    ) -> dict[str, Any]:
+        client = self._send_client if once else self._client
+        if client is None:
             raise RuntimeError("SQSClient is not started: use `async with` or `await start()`")
         try:
-            resp: dict[str, Any] = await getattr(self._client, method)(QueueUrl=queue_url, **kwargs)
+            resp: dict[str, Any] = await getattr(client, method)(QueueUrl=queue_url, **kwargs)
         except (ClientError, BotoCoreError) as exc:
             raise wrap_error(exc, _operation(method), queue_url) from exc
         return resp
@@ -362,7 +379,8 @@ class SQSClient(AsyncQueueClient):
         if not entries:
             return BatchResult((), ())
         payload = send_payload(entries)
-        return batch_result(await self._call("send_message_batch", queue_url, Entries=payload))
+        resp = await self._call("send_message_batch", queue_url, once=True, Entries=payload)
+        return batch_result(resp)
 
     async def send_message(
         self,

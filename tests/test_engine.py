@@ -488,6 +488,46 @@ async def test_a_message_too_large_for_a_smaller_dlq_leaves_a_stub_and_stays_for
     assert all(len(m["Body"].encode()) <= 1024 for m in stubs)
 
 
+async def test_lost_answers_to_dlq_sends_make_a_bounded_number_of_copies_that_say_so(
+    config: Config, boto_sqs, sqs_endpoint: str
+) -> None:
+    """Every SendMessageBatch reaches the DLQ but its answer is lost: each delivery's letter is
+    sent at most twice (same goraxfast_letter_id), nothing is deleted unconfirmed, and once the
+    network heals every message ends in the DLQ and leaves the main queue."""
+    from faultproxy import FaultProxy, Rule
+
+    bodies = [f'{{"tenant_id": {i}}}' for i in range(30)]  # poison: tenant_id is not a string
+    for i in range(0, 30, 10):
+        boto_sqs.send_message_batch(
+            QueueUrl=config.queue_url,
+            Entries=[{"Id": str(j), "MessageBody": b} for j, b in enumerate(bodies[i : i + 10])],
+        )
+    with FaultProxy(sqs_endpoint) as proxy:
+        lost = proxy.add(Rule.drop_response("SendMessageBatch"))
+        cfg = engine_config(config, aws_endpoint=proxy.endpoint, visibility_timeout_s=2)
+        async with Engine(cfg, lambda m: None) as engine:
+            await wait_until(
+                lambda: engine.stats().dead_letter_answers_lost >= 60,
+                what="every letter sent twice without an answer",
+                timeout_s=60,
+            )
+            assert engine.stats().deleted == 0  # nothing deleted that the DLQ did not confirm
+            proxy.remove(lost)
+            await wait_until(
+                lambda: queue_counts(boto_sqs, config.queue_url) == (0, 0),
+                what="the main queue empty once answers come back",
+                timeout_s=60,
+            )
+    letters = drain_dlq(boto_sqs, config.dlq_url)
+    assert sorted({m["Body"] for m in letters}) == sorted(bodies)
+    copies = Counter(m["MessageAttributes"]["goraxfast_letter_id"]["StringValue"] for m in letters)
+    assert max(copies.values()) <= 2, copies
+    sources = Counter(
+        m["MessageAttributes"]["goraxfast_source_message_id"]["StringValue"] for m in letters
+    )
+    assert len(sources) == 30
+
+
 async def test_without_a_dlq_url_nothing_is_deleted_and_the_redrive_policy_moves_it(
     config: Config, boto_sqs
 ) -> None:
