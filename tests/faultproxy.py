@@ -482,6 +482,7 @@ class FaultProxy:
         self._changed: asyncio.Event | None = None
         self._conns: set[_Inbound] = set()
         self._peak_connections = 0
+        self._closing = False
         #: Exceptions that ended a connection's task (a bug here, not an injected fault).
         self.errors: list[BaseException] = []
 
@@ -493,8 +494,8 @@ class FaultProxy:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> FaultProxy:
-        if self._thread is not None:
-            raise RuntimeError("FaultProxy already started")
+        if self._thread is not None or self._ready.is_set():
+            raise RuntimeError("a FaultProxy starts once")
         self._thread = threading.Thread(target=self._run, name="faultproxy", daemon=True)
         self._thread.start()
         if not self._ready.wait(10.0):
@@ -637,6 +638,7 @@ class FaultProxy:
         self._loop = loop
         try:
             loop.run_until_complete(self._main())
+            loop.run_until_complete(loop.shutdown_asyncgens())
         except BaseException as exc:  # reported to start() if it failed before being ready
             self._start_error = exc
             self._ready.set()
@@ -653,20 +655,31 @@ class FaultProxy:
         try:
             await self._stopping.wait()
         finally:
+            self._closing = True  # from now on every new connection is refused
             server.close()
+            await self._close_everything()
+            await server.wait_closed()
+
+    async def _close_everything(self) -> None:
+        """Abort every connection and end every task of this loop (bounded: a connection
+        accepted just before the close can still reach ``connection_made`` once)."""
+        current = asyncio.current_task()
+        for _ in range(10):
             with self._lock:
                 conns = list(self._conns)
             for conn in conns:
                 conn.abort()
-            tasks = [c.task for c in conns if c.task is not None]
+            tasks = [t for t in asyncio.all_tasks() if t is not current]
+            if not conns and not tasks:
+                return
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await server.wait_closed()
+            await asyncio.sleep(0)  # let the aborted transports call connection_lost
 
     def _admit(self, conn: _Inbound) -> bool:
         with self._lock:
-            if len(self._conns) >= self.max_connections:
+            if self._closing or len(self._conns) >= self.max_connections:
                 return False
             self._conns.add(conn)
             self._peak_connections = max(self._peak_connections, len(self._conns))

@@ -21,11 +21,12 @@ import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
-from engine_support import queue_counts
+from engine_support import append, publish, queue_counts, trace_lines, wait_until
 from faultproxy import FORWARD, FaultProxy, Rule
 
 from goraxfast.config import Config
 from goraxfast.dataplane import open_data_plane
+from goraxfast.engine import Engine
 from goraxfast.sqs import SendEntry
 
 
@@ -503,3 +504,41 @@ async def test_the_fast_client_keeps_several_connections_and_sees_each_fault(
     assert proxy.count("DeleteMessageBatch", "error") == 2
     assert proxy.count("DeleteMessageBatch", FORWARD) == 2
     assert queue_counts(boto_sqs, queue_url) == (0, 0)
+
+
+# --- the engine through the proxy ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("client", ["botocore", "fast"])
+async def test_the_engine_drains_through_the_proxy_with_real_round_trips_and_a_lost_delete(
+    proxy: FaultProxy, config: Config, boto_sqs, queue_url: str, tmp_path, client: str
+) -> None:
+    trace = tmp_path / "trace"
+    ids = publish(boto_sqs, queue_url, 20)
+    proxy.add(Rule.delay(15, max_ms=40, seed=1))  # every call: a round trip as to real SQS
+    proxy.add(Rule.drop_response("DeleteMessageBatch", times=1))
+
+    def handler(msg):
+        append(trace, msg.execution_id)
+
+    cfg = config.with_(
+        aws_endpoint=proxy.endpoint,
+        sqs_client=client,
+        pollers=1,
+        health_port=0,
+        worker_processes=1,
+        wait_time_s=1,
+        poll_interval_s=0.05,
+        shutdown_grace_s=10,
+    )
+    async with Engine(cfg, handler) as engine:
+        await wait_until(
+            lambda: queue_counts(boto_sqs, queue_url) == (0, 0) and engine.stats().deleted >= 20,
+            what="20 deleted through the proxy",
+        )
+        assert engine.fatal_error is None
+    assert sorted({line[0] for line in trace_lines(trace)}) == sorted(ids)
+    assert proxy.count("DeleteMessageBatch", "drop_response") == 1
+    assert proxy.count("ReceiveMessage", FORWARD) >= 2
+    assert proxy.count(None, "delay") == proxy.count()  # every request was delayed
+    assert proxy.count("GetQueueAttributes") >= 1  # the control plane goes through it too
