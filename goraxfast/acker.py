@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from goraxfast.core.acks import SQS_MAX_BATCH, AckBatch, AckBatcher, AckEntry, AckKind
 from goraxfast.core.deadletter import DeadLetter, FittedLetter, fit_letter
+from goraxfast.core.outage import Outage
+from goraxfast.core.ratelimit import LogBudget
 from goraxfast.core.sqs_model import (
     AMBIGUOUS_CODES,
     SQS_DEFAULT_MAX_MESSAGE_BYTES,
@@ -51,6 +53,8 @@ class AckCounters:
     entries_given_up: int = 0
     letters_body_omitted: int = 0  # only a stub fitted the DLQ; the original stays for redrive
     letter_answers_lost: int = 0  # DLQ sends whose answer never came (a copy may exist)
+    deletes_given_up: int = 0  # deletes SQS refused for good (stale receipt handle, ...)
+    abandoned: int = 0  # acks still unconfirmed when the engine stopped: those messages run again
     by_kind_in_flight: dict[AckKind, int] = field(default_factory=lambda: dict.fromkeys(AckKind, 0))
 
 
@@ -78,6 +82,13 @@ class Acker:
         self._calls: set[asyncio.Task[None]] = set()
         self._retry_handles: set[asyncio.TimerHandle] = set()
         self._slots = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
+        #: Deletes that failed at least once and are not settled yet (waiting, in a call, or on
+        #: a retry timer). The engine counts them against its capacity: while deletes keep
+        #: failing it stops taking new messages, so what it owes SQS stays bounded.
+        self.retrying = 0
+        self.on_room: Callable[[], None] = lambda: None
+        self.outage = Outage("SQS acknowledgements", base_s=0.05, cap_s=5.0)
+        self._give_up_log = LogBudget(burst=10, refill_s=6.0)
 
     def add(self, kind: AckKind, entry: AckEntry) -> None:
         self.batcher.add(kind, entry, self.clock())
@@ -151,8 +162,10 @@ class Acker:
                 return
             except SQSError as exc:
                 self.counters.call_errors += 1
-                log.warning("%s; %d entries will be retried", exc, len(batch.entries))
+                self._call_failed(exc)
                 result = _whole_call_failed(exc, len(batch.entries))
+            else:
+                self._call_answered()
             self._settle(batch, result)
         finally:
             self.counters.by_kind_in_flight[batch.kind] -= len(batch.entries)
@@ -174,6 +187,8 @@ class Acker:
     def _settle(self, batch: AckBatch, result: BatchResult) -> None:
         entries = batch.entries
         ok = len(result.successful)
+        if self.retrying and batch.kind is AckKind.DELETE:
+            self._done_retrying(entries[int(i)] for i in result.successful)
         if batch.kind is AckKind.DELETE:
             self.counters.deleted += ok
         else:
@@ -211,12 +226,13 @@ class Acker:
     async def _send_chunk(self, chunk: Sequence[SendEntry]) -> BatchResult:
         self.counters.calls += 1
         try:
-            return await self.dp.send_batch(self.dlq_url, chunk)
+            result = await self.dp.send_batch(self.dlq_url, chunk)
         except SQSError as exc:
             self.counters.call_errors += 1
-            if not isinstance(exc, QueueDoesNotExistError):
-                log.warning("%s; %d dead letters will be retried", exc, len(chunk))
+            self._call_failed(exc)
             return _whole_call_failed(exc, [e.id for e in chunk])
+        self._call_answered()
+        return result
 
     def _letter_accepted(self, entry: AckEntry, fitted: FittedLetter) -> None:
         self.counters.dead_lettered += 1
@@ -270,11 +286,16 @@ class Acker:
         self._retry(AckKind.DEAD_LETTER, entry, why)
 
     def _retry(self, kind: AckKind, entry: AckEntry, why: str) -> None:
-        if entry.attempts + 1 >= MAX_ATTEMPTS:
+        """Send ``entry`` again after a backoff. A delete is retried for as long as the engine
+        runs: giving it up means running its message again. Other kinds give up after
+        :data:`MAX_ATTEMPTS` (a late lease renewal or release has nothing left to do)."""
+        if kind is not AckKind.DELETE and entry.attempts + 1 >= MAX_ATTEMPTS:
             self._give_up(kind, entry, f"{why} (after {entry.attempts + 1} attempts)")
             return
+        if entry.attempts == 0 and kind is AckKind.DELETE:
+            self.retrying += 1
         self.counters.entries_retried += 1
-        delay = min(5.0, 0.05 * (2**entry.attempts)) * (0.5 + random.random())
+        delay = min(5.0, 0.05 * (2 ** min(entry.attempts, 20))) * (0.5 + random.random())
         again = AckEntry(
             entry.key,
             entry.receipt_handle,
@@ -292,20 +313,59 @@ class Acker:
         handle = loop.call_later(delay, fire)
         self._retry_handles.add(handle)
 
+    def _done_retrying(self, entries: Iterable[AckEntry]) -> None:
+        before = self.retrying
+        self.retrying -= sum(1 for e in entries if e.attempts)
+        if self.retrying < before:
+            self.on_room()
+
     def _give_up(self, kind: AckKind, entry: AckEntry, why: str) -> None:
         self.counters.entries_given_up += 1
+        if kind is AckKind.DELETE:
+            self.counters.deletes_given_up += 1
+            if entry.attempts:
+                self._done_retrying((entry,))
         what = {
             AckKind.DELETE: "delete",
             AckKind.VISIBILITY: "visibility change",
             AckKind.DEAD_LETTER: "dead-letter",
         }[kind]
-        log.warning(
-            "gave up a %s on %s (delivery %d): %s; the message comes back after its visibility timeout",
-            what,
-            self.queue_url,
-            entry.key,
-            why,
-        )
+        admission = self._give_up_log.admit(self.clock())
+        if admission.summary is not None:
+            log.warning(
+                "%d more acknowledgements given up on %s in the last %.0f s (not logged one by one)",
+                admission.summary.count,
+                self.queue_url,
+                admission.summary.window_s,
+            )
+        if admission.full:
+            log.warning(
+                "gave up a %s on %s (delivery %d): %s; the message comes back after its "
+                "visibility timeout",
+                what,
+                self.queue_url,
+                entry.key,
+                why,
+            )
+
+    def _call_failed(self, exc: SQSError) -> None:
+        code = exc.code or exc.detail.split(":", 1)[0]
+        failure = self.outage.failed(self.clock(), code, str(exc), random.random())
+        if failure.line is not None:
+            log.warning("%s; failed entries are sent again", failure.line)
+
+    def _call_answered(self) -> None:
+        if self.outage.failing:
+            line = self.outage.succeeded(self.clock())
+            if line is not None:
+                log.warning("%s", line)
+
+    def abandon(self) -> int:
+        """Shutdown is over: count what was never confirmed, and forget it."""
+        left = self.pending
+        self.counters.abandoned += left
+        self.cancel_retries()
+        return left
 
 
 def _whole_call_failed(exc: SQSError, ids: int | Sequence[str]) -> BatchResult:

@@ -25,6 +25,7 @@ from goraxfast.core.deadletter import DeadLetter
 from goraxfast.core.leases import LeaseBook
 from goraxfast.core.limiter import Admission, TenantLimiter
 from goraxfast.core.message import decode_message
+from goraxfast.core.ratelimit import LogBudget
 from goraxfast.core.records import DELIVERY_DECODER, DELIVERY_ENCODER, RESULT_DECODER, Delivery
 from goraxfast.core.retry import Action, ActionKind, Outcome, RetryPolicy
 from goraxfast.core.ring import RingConsumer
@@ -32,6 +33,10 @@ from goraxfast.shm import ChannelConsumer, ChannelProducer, Seat
 from goraxfast.sqs import ReceivedMessage
 
 log = logging.getLogger("goraxfast.dispatch")
+
+#: Failed attempts logged one line each: a burst of this many, then one a ``REFILL_S``.
+FAILURE_LOG_BURST = 50
+FAILURE_LOG_REFILL_S = 0.1
 
 
 class Held(msgspec.Struct, gc=False):
@@ -92,6 +97,7 @@ class DispatchCounters:
     throttled: int = 0  # waited for a tenant slot
     throttle_released: int = 0  # released with a delay (waiting bound or wait time exceeded)
     dead_letter_no_dlq: int = 0  # due for the DLQ, left to the redrive policy (no DLQ URL)
+    released_on_arrival: int = 0  # brought by a long poll that ended while draining
     intake_failures: int = 0  # receive batches on_received failed on (a bug), recovered
     lease_renewals: int = 0
     e2e_histogram: list[int] = field(default_factory=lambda: [0] * (len(C.LATENCY_BUCKETS_S) + 1))
@@ -125,6 +131,7 @@ class Dispatcher:
         self.accepting = True  # False once draining: nothing new is dispatched
         self._next_slot = 1
         self._intake: list[Held] = []  # the batch on_received is taking, for recover_intake
+        self._failure_log = LogBudget(burst=FAILURE_LOG_BURST, refill_s=FAILURE_LOG_REFILL_S)
         self.on_room: Callable[[], None] = lambda: None
         self.bursts = BurstSizer()
         # The policy's answer to a success never depends on the message: asked once, so that
@@ -141,6 +148,9 @@ class Dispatcher:
         that is a bug of ours; :meth:`recover_intake` then settles every message of the batch
         that no worker has, so none is left in flight to nobody.
         """
+        if not self.accepting:
+            self._release_arrivals(messages)
+            return
         now = self.clock()
         held = self.held
         accepted: list[Held] = []
@@ -411,7 +421,41 @@ class Dispatcher:
         action = self.policy.decide(
             outcome, h.receive_count, delay_s=None if delay_s < 0 else delay_s, reason=reason
         )
+        if outcome in _FAILED_ATTEMPTS:
+            self._log_failure(h, outcome, reason, action, now)
         self._apply(h, action, now)
+
+    def _log_failure(
+        self, h: Held, outcome: Outcome, reason: str, action: Action, now: float
+    ) -> None:
+        """One line per failed attempt, with what an operator needs to find the message and
+        what happens to it next; within a budget, so that a failing deploy cannot flood the
+        log (the lines over it are counted in one summary line)."""
+        admission = self._failure_log.admit(now)
+        if admission.summary is not None:
+            log.warning(
+                "%d more failed attempts on %s in the last %.0f s (not logged one by one)",
+                admission.summary.count,
+                self.queue_url,
+                admission.summary.window_s,
+            )
+        if not admission.full:
+            return
+        try:
+            execution_id = decode_message(h.body, validate=False).execution_id
+        except Exception:
+            execution_id = "?"
+        log.warning(
+            "%s: message %s (execution %s, tenant %s, receive %d) on %s: %s; %s",
+            _FAILED_ATTEMPTS[outcome],
+            h.message_id,
+            execution_id,
+            h.tenant,
+            h.receive_count,
+            self.queue_url,
+            reason or "no detail",
+            _next_step(action),
+        )
 
     def _apply(self, h: Held, action: Action, now: float) -> None:
         """Stage the ack ``action`` asks for (the acker wakes itself when that is needed)."""
@@ -488,6 +532,14 @@ class Dispatcher:
             released += self._release_now(self.ready.popleft(), holds_tenant_slot=True)
         return released
 
+    def _release_arrivals(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Draining: what a long poll still brings goes straight back, visible at once."""
+        self.counters.received += len(messages)
+        self.counters.released += len(messages)
+        self.counters.released_on_arrival += len(messages)
+        for m in messages:
+            self.acker.add(AckKind.VISIBILITY, AckEntry(0, m.receipt_handle, 0))
+
     def _release_now(self, slot: int, *, holds_tenant_slot: bool) -> int:
         h = self.held.pop(slot, None)
         if h is None:
@@ -528,6 +580,24 @@ class Dispatcher:
 
     def in_flight_by_tenant(self) -> dict[str, int]:
         return self.limiter.running_by_tenant()
+
+
+_FAILED_ATTEMPTS = {
+    Outcome.FAIL: "handler failed",
+    Outcome.TIMEOUT: "handler timed out",
+    Outcome.CRASH: "worker died",
+}
+
+
+def _next_step(action: Action) -> str:
+    if action.kind is ActionKind.DEAD_LETTER:
+        return "dead-lettered"
+    if action.kind is ActionKind.REDRIVE:
+        return (
+            f"due for the DLQ, left to the queue's redrive policy (no AWS_SQS_DLQ_URL); "
+            f"visible again in {action.visibility_timeout_s} s"
+        )
+    return f"retry in {action.visibility_timeout_s} s"
 
 
 def _delivery_slot(raw: bytes) -> int:

@@ -25,13 +25,18 @@ from goraxfast.core.acks import AckBatcher
 from goraxfast.core.health import HealthStatus
 from goraxfast.core.leases import LeaseBook
 from goraxfast.core.limiter import TenantLimiter
+from goraxfast.core.outage import Outage, format_duration
 from goraxfast.core.restarts import Verdict
 from goraxfast.core.retry import RetryPolicy
-from goraxfast.core.sqs_model import SQS_DEFAULT_MAX_MESSAGE_BYTES, SQS_LEGACY_MAX_MESSAGE_BYTES
+from goraxfast.core.sqs_model import (
+    SQS_DEFAULT_MAX_MESSAGE_BYTES,
+    SQS_LEGACY_MAX_MESSAGE_BYTES,
+    UNUSABLE_CODES,
+)
 from goraxfast.dataplane import ClosableDataPlane, open_data_plane
 from goraxfast.dispatch import Dispatcher
 from goraxfast.engine_metrics import EngineStats, engine_families, snapshot
-from goraxfast.errors import EngineError, GoraxfastError
+from goraxfast.errors import ConfigError, ConfigProblem, EngineError, GoraxfastError, SQSError
 from goraxfast.handler import Handler, bind_handler
 from goraxfast.http import HealthServer
 from goraxfast.metrics import MetricsCollector
@@ -43,10 +48,44 @@ from goraxfast.workforce import Workforce, split_capacity
 
 log = logging.getLogger("goraxfast.engine")
 
+#: The exit codes of ``goraxfast run`` (and :meth:`Engine.run`), one table for operators:
+#: 0 drained cleanly; 1 a fatal error the engine could not go on from (it says which, once);
+#: 2 a configuration mistake, found before start or by SQS at start (no such queue, access
+#: denied, credentials refused): restarting cannot fix it (systemd: RestartPreventExitStatus=2);
+#: 3 forced by a second signal: running messages were killed and come back through their
+#: visibility timeout; 4 stopped, but acknowledgements were left unsent: those messages will
+#: run again.
 EXIT_OK = 0
 EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_FORCED = 3
+EXIT_ACKS_ABANDONED = 4
+#: Signals that drain the engine gracefully, sent to the parent or to the whole process group
+#: (systemd, Kubernetes, dumb-init, GNU timeout, a terminal's Ctrl-C or hang-up).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+#: How long a stopping engine waits for its long polls in flight past their wait time.
+POLL_STOP_MARGIN_S = 5.0
 SUPERVISE_INTERVAL_S = 0.1
+#: Longest wait between receives while SQS keeps failing (the backoff doubles up to it).
+OUTAGE_BACKOFF_CAP_S = 20.0
+#: How long the start-up check of each queue may take before the engine starts anyway.
+PREFLIGHT_TIMEOUT_S = 10.0
 FINAL_ACK_FLUSH_S = 15.0
+
+
+def startup_problem(config: Config, variable: str, url: str, exc: SQSError) -> ConfigProblem:
+    """The one line that says which setting SQS refused at start, and why."""
+    code = exc.code or ""
+    if code in ("NoCredentials", "ProfileNotFound"):
+        name = "AWS_PROFILE" if code == "ProfileNotFound" else "AWS credentials"
+        return ConfigProblem(name, "(botocore's credential chain)", exc.detail)
+    if code in ("AccessDenied", "AccessDeniedException"):
+        return ConfigProblem(variable, url, f"access denied by SQS ({code}): {exc.detail}")
+    if code in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+        return ConfigProblem(variable, url, f"no such queue ({code})")
+    who = "AWS_ACCESS_KEY_ID" if config.static_credentials else "AWS credentials"
+    shown = config.aws_access_key_id[:4] + "..." if config.static_credentials else "(default chain)"
+    return ConfigProblem(who, shown, f"refused by SQS ({code}): {exc.detail}")
 
 
 class State(enum.Enum):
@@ -124,6 +163,9 @@ class Engine:
         self._poll_counters = PollCounters()
         self._tasks: list[asyncio.Task[Any]] = []
         self._pollers: list[asyncio.Task[Any]] = []
+        self._poller_objs: list[Poller] = []
+        self._zygote_gone = False
+        self.receive_outage = Outage("SQS ReceiveMessage")
         self._stopped: asyncio.Event | None = None
         self._all_exited: asyncio.Event | None = None
         self._force: asyncio.Event | None = None
@@ -215,11 +257,26 @@ class Engine:
         return self.metrics.health_status(self.config.max_queue_depth)
 
     def readiness(self) -> tuple[bool, str]:
+        """Kubernetes readiness: started, not draining, and SQS answering recently. Never
+        "not ready" merely because every slot is busy: a busy engine is doing its job, and a
+        pod taken out of rotation for it counts as unavailable in rollouts."""
         if self.state is not State.RUNNING:
             return False, self.state.value
-        if self.credits is not None and self.credits.free() <= 0:
-            return False, "at capacity"
+        now = asyncio.get_running_loop().time()
+        for outage in (self.receive_outage, self.acker.outage if self.acker else None):
+            if outage is not None and not outage.healthy(now):
+                return (
+                    False,
+                    f"{outage.what} failing for {format_duration(now - (outage.failing_since or now))}: {outage.detail}",
+                )
         return True, "ready"
+
+    def liveness(self) -> tuple[bool, str]:
+        """Kubernetes liveness: this loop answers (it serves the probe) and its workers are
+        supervised (the zygote that replaces them is there)."""
+        if self.state in (State.RUNNING, State.DRAINING, State.STARTING) and self._zygote_gone:
+            return False, "the worker zygote has gone away"
+        return True, "alive"
 
     def prometheus_text(self) -> str:
         families = engine_families(self)
@@ -252,6 +309,7 @@ class Engine:
             else:
                 self._owned_dp = await open_data_plane(cfg)
                 self._dp = self._owned_dp
+        await self._preflight()
         clock = time.monotonic
         self.acker = Acker(
             AckBatcher(max_batch=10, max_age_s=cfg.ack_flush_ms / 1000.0),
@@ -285,8 +343,17 @@ class Engine:
             throttle_release_delay_s=cfg.throttle_release_delay_s,
         )
         dispatcher = self.dispatcher
-        self.credits = Credits(capacity, lambda: len(dispatcher.held))
+        acker = self.acker
+        # Deletes that keep failing count against capacity: in an ack outage the engine stops
+        # taking messages rather than run more whose deletes it cannot send.
+        self.credits = Credits(capacity, lambda: len(dispatcher.held) + acker.retrying)
         dispatcher.on_room = self.credits.changed
+        acker.on_room = self.credits.changed
+        self.receive_outage = Outage(
+            "SQS ReceiveMessage",
+            base_s=max(cfg.poll_interval_s, 0.05),
+            cap_s=max(cfg.poll_interval_s, OUTAGE_BACKOFF_CAP_S),
+        )
         assert self._workforce.zygote is not None
         loop.add_reader(self._workforce.zygote.events_fd, self._guarded, self._on_zygote_events)
         for seat in self._workforce.states:
@@ -314,14 +381,15 @@ class Engine:
             loop.create_task(self._keep_leases(), name="goraxfast-leases"),
             loop.create_task(self._supervise(), name="goraxfast-supervise"),
         ]
+        self._poller_objs = [self._poller() for _ in range(self._poller_count())]
         self._pollers = [
-            loop.create_task(self._poller().run(), name=f"goraxfast-poller-{i}")
-            for i in range(self._poller_count())
+            loop.create_task(poller.run(), name=f"goraxfast-poller-{i}")
+            for i, poller in enumerate(self._poller_objs)
         ]
         for task in (*self._tasks, *self._pollers):
             task.add_done_callback(self._on_task_done)
         if handle_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in STOP_SIGNALS:
                 loop.add_signal_handler(sig, self._on_signal, sig)
                 self._signals_installed.append(sig)
         self.state = State.RUNNING
@@ -373,6 +441,7 @@ class Engine:
             counters=self._poll_counters,
             queue_url=cfg.queue_url,
             on_intake_error=self.dispatcher.recover_intake,
+            outage=self.receive_outage,
         )
 
     async def _run_main(self) -> int:
@@ -383,11 +452,15 @@ class Engine:
     # --- running -------------------------------------------------------------------------------
 
     def _on_signal(self, sig: int) -> None:
+        name = signal.Signals(sig).name
         if self.state is State.DRAINING or self._stop_task is not None:
-            log.warning("second %s: forcing exit", signal.Signals(sig).name)
+            if self._forced:
+                return  # a group signal reaches us once per sender; one force is enough
+            log.warning("second %s: forcing exit (code %d)", name, EXIT_FORCED)
+            self.exit_code = max(self.exit_code, EXIT_FORCED)
             self.force_stop()
             return
-        log.info("%s: draining (send again to force)", signal.Signals(sig).name)
+        log.info("%s: draining (send again to force)", name)
         self._stop_task = asyncio.get_running_loop().create_task(self._shutdown(None))
 
     async def _keep_leases(self) -> None:
@@ -419,6 +492,16 @@ class Engine:
         try:
             events = workforce.zygote.read_events()
         except EngineError as exc:
+            # Its pipe is at EOF and stays readable: stop watching it, or this runs (and logs)
+            # in a tight loop until the process ends.
+            self._zygote_gone = True
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(workforce.zygote.events_fd)
+            if self.state in (State.DRAINING, State.STOPPED):
+                log.warning("%s while stopping; its workers' exits can no longer be seen", exc)
+                if self._all_exited is not None:
+                    self._all_exited.set()
+                return
             self._fail(exc)
             return
         for ev in events:
@@ -480,6 +563,8 @@ class Engine:
         self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:
+        if self.fatal_error is not None:
+            return  # the first fatal condition is the one reported: logged once, not in a loop
         log.error("fatal: %s", exc)
         self.fatal_error = exc
         self.exit_code = EXIT_FAILED
@@ -494,16 +579,24 @@ class Engine:
         self.state = State.DRAINING
         assert self.dispatcher is not None and self.acker is not None
         assert self._all_exited is not None and self._force is not None
-        # 1. stop receiving: cancel long polls in flight
-        for task in self._pollers:
-            task.cancel()
-        await asyncio.gather(*self._pollers, return_exceptions=True)
+        # 1. stop receiving. A long poll in flight is not abandoned (SQS would complete it for
+        # nobody and hide what it brings for the visibility timeout): each one finishes, and
+        # the dispatcher, no longer accepting, releases its messages at once.
+        polls = self._stop_pollers()
         # 2. release what no worker has yet, at once
         released = self.dispatcher.release_undispatched()
         self.acker.wake()
         # 3. workers finish what they run, hand back what they have not started, and exit
         self._workforce.ask_to_drain()
-        log.info("draining: %d released unstarted, waiting up to %g s for workers", released, grace)
+        log.info(
+            "draining: %d released unstarted, %d long polls to finish, waiting up to %g s for "
+            "workers",
+            released,
+            len(polls),
+            grace,
+        )
+        if polls:
+            polls_done = asyncio.ensure_future(self._await_polls(polls))
         if self._workforce.any_alive():
             force = asyncio.ensure_future(self._force.wait())
             exited = asyncio.ensure_future(self._all_exited.wait())
@@ -517,12 +610,80 @@ class Engine:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(exited, 10.0)
             exited.cancel()
+        if polls:
+            await polls_done
         # 4./5. flush every ack, then close
         flushed = await self.acker.flush(2.0 if self._forced else FINAL_ACK_FLUSH_S)
         if not flushed:
-            log.warning("%d acknowledgements could not be sent before exit", self.acker.pending)
+            left = self.acker.abandon()
+            log.error(
+                "%d acknowledgements could not be sent before exit (SQS: %s); their messages "
+                "will be received and run again",
+                left,
+                self.acker.outage.detail or "no answer in time",
+            )
+            self.exit_code = max(self.exit_code, EXIT_ACKS_ABANDONED)
         await self._teardown()
         log.info("stopped: %s", self.stats().summary())
+
+    def _stop_pollers(self) -> list[asyncio.Task[Any]]:
+        """Stop every poller; cancel those not in a receive, return those that are."""
+        in_flight = []
+        for poller, task in zip(self._poller_objs, self._pollers, strict=True):
+            if poller.stop() and not task.done():
+                in_flight.append(task)
+            else:
+                task.cancel()
+        return in_flight
+
+    async def _await_polls(self, polls: list[asyncio.Task[Any]]) -> None:
+        """The long polls in flight end within their wait time; past that (a server that does
+        not answer), they are cancelled."""
+        bound = self.config.wait_time_s + POLL_STOP_MARGIN_S
+        force = asyncio.ensure_future(self._force.wait()) if self._force else None
+        waiters: set[asyncio.Future[Any]] = {*polls, *([force] if force else [])}
+        deadline = asyncio.get_running_loop().time() + bound
+        while any(not t.done() for t in polls):
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0 or (force is not None and force.done()):
+                break
+            await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        if force is not None:
+            force.cancel()
+        for task in polls:
+            task.cancel()
+        await asyncio.gather(*polls, return_exceptions=True)
+
+    async def _preflight(self) -> None:
+        """Ask SQS once for the queues before taking any message: what no retry can fix (no
+        such queue, access denied, credentials refused or missing) stops the engine now, with
+        one line per problem and exit 2, instead of a ready engine that logs forever. A queue
+        that cannot be reached is not such a mistake: the engine starts and backs off."""
+        if self._client is None:
+            return  # an injected data plane (tests, custom transports): nothing to ask
+        cfg = self.config
+        problems: list[ConfigProblem] = []
+        for variable, url in (
+            ("AWS_SQS_QUEUE_URL", cfg.queue_url),
+            ("AWS_SQS_DLQ_URL", cfg.dlq_url),
+        ):
+            if not url:
+                continue
+            try:
+                await asyncio.wait_for(self._client.queue_attributes(url), PREFLIGHT_TIMEOUT_S)
+            except SQSError as exc:
+                if exc.code in UNUSABLE_CODES:
+                    problems.append(startup_problem(cfg, variable, url, exc))
+                else:
+                    log.warning("cannot check %s at start (%s); starting anyway", url, exc)
+            except TimeoutError:
+                log.warning(
+                    "no answer from SQS for %s within %g s at start; starting anyway",
+                    url,
+                    PREFLIGHT_TIMEOUT_S,
+                )
+        if problems:
+            raise ConfigError(problems)
 
     async def _teardown(self) -> None:
         loop = asyncio.get_running_loop()

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from goraxfast.core.outage import Outage
 from goraxfast.errors import SQSError
 from goraxfast.sqs import DataPlane, ReceivedMessage
 
@@ -89,6 +91,8 @@ class Poller:
         counters: PollCounters,
         queue_url: str,
         on_intake_error: Callable[[Sequence[ReceivedMessage], BaseException], int] | None = None,
+        outage: Outage | None = None,
+        rand: Callable[[], float] | None = None,
     ) -> None:
         self.dp = data_plane
         self.credits = credits
@@ -100,33 +104,52 @@ class Poller:
         self.counters = counters
         self.queue_url = queue_url
         self.on_intake_error = on_intake_error
+        self.outage = outage if outage is not None else Outage("SQS ReceiveMessage")
+        self.rand = rand or random.random
+        self.stopping = False
+        self.receiving = False
         # error (type, text) -> [time of its last line, batches and messages since]
         self._intake_errors: dict[tuple[type[BaseException], str], list[float]] = {}
 
     async def run(self) -> None:
-        """Receive until cancelled (cancelling abandons a long poll in flight, by design)."""
-        while True:
+        """Receive until :meth:`stop` (or cancelled while no receive is in flight).
+
+        A long poll is never abandoned by choice: SQS completes it whether or not anyone still
+        listens, and what it returns would stay invisible to every consumer for the visibility
+        timeout. So a stopping poller lets its receive finish and hands what it brings to the
+        dispatcher, which releases it at once.
+        """
+        loop = asyncio.get_running_loop()
+        outage = self.outage
+        while not self._stopped():
             await self.credits.wait_for_room(self.max_messages)
+            if self._stopped():
+                return
             want = self.credits.reserve(self.max_messages)
             if want == 0:
                 continue
+            self.receiving = True
             try:
                 messages = await self.dp.receive(want, self.wait_time_s, self.visibility_timeout_s)
-            except SQSError as exc:
-                self.credits.give_back(want)
-                self.counters.receive_errors += 1
-                log.warning("%s; retrying in %.1f s", exc, max(self.poll_interval_s, 0.1))
-                await asyncio.sleep(max(self.poll_interval_s, 0.1))
-                continue
             except asyncio.CancelledError:
                 self.credits.give_back(want)
                 raise
-            except Exception:
+            except Exception as exc:
                 self.credits.give_back(want)
                 self.counters.receive_errors += 1
-                log.exception("unexpected error receiving from %s", self.queue_url)
-                await asyncio.sleep(max(self.poll_interval_s, 0.1))
+                if self._stopped():
+                    return
+                failure = outage.failed(loop.time(), _error_kind(exc), _describe(exc), self.rand())
+                if failure.line is not None:
+                    log.warning("%s (queue %s)", failure.line, self.queue_url)
+                await asyncio.sleep(failure.delay_s)
                 continue
+            finally:
+                self.receiving = False
+            if outage.failing:
+                recovered = outage.succeeded(loop.time())
+                if recovered is not None:
+                    log.warning("%s (queue %s)", recovered, self.queue_url)
             self.counters.receives += 1
             self.credits.give_back(want)
             if messages:
@@ -137,8 +160,17 @@ class Poller:
                     self._intake_failed(messages, exc)
             else:
                 self.counters.empty_receives += 1
-                if self.poll_interval_s > 0:
+                if self.poll_interval_s > 0 and not self._stopped():
                     await asyncio.sleep(self.poll_interval_s)
+
+    def _stopped(self) -> bool:
+        return self.stopping  # a call: mypy would take the flag as fixed across awaits
+
+    def stop(self) -> bool:
+        """No new receive from now on; True while one is still in flight (let it finish)."""
+        self.stopping = True
+        self.credits.changed()  # a poller waiting for room must see that it is stopping
+        return self.receiving
 
     def _intake_failed(self, messages: Sequence[ReceivedMessage], exc: Exception) -> None:
         """A bug between receive and dispatch: the batch is settled, the poller polls on.
@@ -182,3 +214,15 @@ class Poller:
                 now - seen[0],
             )
             seen[:] = [now, 0, 0]
+
+
+def _error_kind(exc: Exception) -> str:
+    """What makes one failure different from the last: the AWS code, else the exception type
+    (for a transport error, the type botocore or the fast client named in the detail)."""
+    if isinstance(exc, SQSError):
+        return exc.code or exc.detail.split(":", 1)[0]
+    return type(exc).__name__
+
+
+def _describe(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, SQSError) else f"{type(exc).__name__}: {exc}"

@@ -21,7 +21,13 @@ import boto3
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
+)
 
 from goraxfast.config import Config
 from goraxfast.core.sqs_model import (
@@ -123,6 +129,10 @@ def wrap_error(exc: Exception, operation: str, queue_url: str) -> SQSError:
         ):
             return ReceiptHandleInvalidError(operation, queue_url, detail, code)
         return SQSError(operation, queue_url, detail, code)
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return SQSError(operation, queue_url, f"{type(exc).__name__}: {exc}", "NoCredentials")
+    if isinstance(exc, ProfileNotFound):
+        return SQSError(operation, queue_url, f"{type(exc).__name__}: {exc}", "ProfileNotFound")
     return SQSError(operation, queue_url, f"{type(exc).__name__}: {exc}")
 
 

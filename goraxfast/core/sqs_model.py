@@ -75,7 +75,18 @@ ERROR_VERDICTS: Mapping[str, tuple[bool, str]] = {
     "KmsInvalidState": (False, "KMS key not usable"),
     "KmsInvalidKeyUsage": (False, "KMS key not usable"),
     "KmsOptInRequired": (False, "KMS key not usable"),
+    "UnrecognizedClientException": (False, "invalid credentials"),
+    # ours: botocore found no credentials, or no such profile (no request was made)
+    "NoCredentials": (False, "no credentials found"),
+    "ProfileNotFound": (False, "no such AWS profile"),
 }
+#: Errors no retry can fix: met at start, they stop the engine with one line (exit 2).
+UNUSABLE_CODES = frozenset(
+    {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+    | {"AccessDenied", "AccessDeniedException"}
+    | {"InvalidClientTokenId", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+    | {"UnrecognizedClientException", "NoCredentials", "ProfileNotFound"}
+)
 #: Codes worth another attempt even when SQS calls them the sender's fault.
 RETRYABLE_CODES = frozenset(code for code, (retry, _) in ERROR_VERDICTS.items() if retry)
 #: A whole call that failed with one of these may still have been carried out by SQS.
