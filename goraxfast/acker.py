@@ -365,6 +365,9 @@ class Acker:
         left = self.pending
         self.counters.abandoned += left
         self.cancel_retries()
+        self.batcher.flush()  # dropped: nothing will send them now
+        for task in self._calls:
+            task.cancel()
         return left
 
 

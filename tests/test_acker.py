@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Sequence
 
@@ -210,3 +212,47 @@ async def test_the_acker_retries_exactly_what_the_error_table_calls_retryable(
     assert await acker.flush(5)
     assert len(plane.calls) == (2 if retried else 1)
     assert acker.counters.entries_given_up == (0 if retried else 1)
+
+
+async def test_a_delete_is_retried_for_as_long_as_it_fails_and_counts_as_retrying() -> None:
+    down = SQSError("DeleteMessageBatch", "q", "server error", "InternalError")
+    plane = ScriptedPlane(*[down] * 8)  # more failures than MAX_ATTEMPTS allows other kinds
+    acker = make_acker(plane)
+    rooms: list[int] = []
+    acker.on_room = lambda: rooms.append(acker.retrying)
+    acker.add(AckKind.DELETE, AckEntry(1, "rh-1"))
+    acker.add(AckKind.DELETE, AckEntry(2, "rh-2"))
+    seen: set[int] = set()
+    task = asyncio.ensure_future(acker.run())
+    try:
+        while acker.counters.deleted < 2:
+            seen.add(acker.retrying)
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+    assert len(plane.calls) > 8 and acker.counters.entries_given_up == 0  # past MAX_ATTEMPTS
+    assert 2 in seen and acker.retrying == 0 and rooms == [0]  # room again once they went
+
+
+async def test_an_outage_of_acks_is_logged_when_it_starts_and_ends_not_per_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    down = SQSError("DeleteMessageBatch", "q", "ConnectionRefusedError: refused")
+    plane = ScriptedPlane(*[down] * 6)
+    acker = make_acker(plane)
+    acker.add(AckKind.DELETE, AckEntry(1, "rh-1"))
+    with caplog.at_level(logging.WARNING, "goraxfast.acks"):
+        assert await acker.flush(30)
+    lines = [r.getMessage() for r in caplog.records if r.name == "goraxfast.acks"]
+    assert len(lines) == 2, lines
+    assert "SQS acknowledgements failing" in lines[0] and "answering again" in lines[1]
+
+
+async def test_what_is_unsent_when_the_engine_stops_is_counted_as_abandoned() -> None:
+    down = SQSError("DeleteMessageBatch", "q", "server error", "InternalError")
+    plane = ScriptedPlane(*[down] * 100)
+    acker = make_acker(plane)
+    for key in range(3):
+        acker.add(AckKind.DELETE, AckEntry(key, f"rh-{key}"))
+    assert not await acker.flush(0.3)
+    assert acker.abandon() == 3 and acker.counters.abandoned == 3 and acker.pending == 0
