@@ -12,3 +12,15 @@ def slow(msg, info):  # type: ignore[no-untyped-def]
     append(os.environ["GORAXFAST_TEST_TRACE"], "start", msg.execution_id, os.getpid())
     time.sleep(float(os.environ.get("GORAXFAST_TEST_SLEEP", "1.0")))
     append(os.environ["GORAXFAST_TEST_TRACE"], "end", msg.execution_id, os.getpid())
+
+
+def fail(msg, info):  # type: ignore[no-untyped-def]
+    """Always raises, naming the execution; traces ``fail <execution_id> <message_id> <receive>``."""
+    append(
+        os.environ["GORAXFAST_TEST_TRACE"],
+        "fail",
+        msg.execution_id,
+        info.message_id,
+        info.receive_count,
+    )
+    raise ValueError(f"boom-{msg.execution_id}")
