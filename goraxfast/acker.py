@@ -70,8 +70,10 @@ class Acker:
         dlq_url: str,
         clock: Callable[[], float],
         max_message_bytes: int = SQS_DEFAULT_MAX_MESSAGE_BYTES,
+        retry_base_s: float = 0.05,
     ) -> None:
         self.max_message_bytes = max_message_bytes
+        self.retry_base_s = retry_base_s
         self.batcher = batcher
         self.dp = data_plane
         self.queue_url = queue_url
@@ -295,7 +297,8 @@ class Acker:
         if entry.attempts == 0 and kind is AckKind.DELETE:
             self.retrying += 1
         self.counters.entries_retried += 1
-        delay = min(5.0, 0.05 * (2 ** min(entry.attempts, 20))) * (0.5 + random.random())
+        delay = min(5.0, self.retry_base_s * (2 ** min(entry.attempts, 20)))
+        delay *= 0.5 + random.random()
         again = AckEntry(
             entry.key,
             entry.receipt_handle,

@@ -50,7 +50,14 @@ class ScriptedPlane:
 
 
 def make_acker(plane: ScriptedPlane) -> Acker:
-    return Acker(AckBatcher(max_age_s=0), plane, queue_url="q", dlq_url="dlq", clock=time.monotonic)
+    return Acker(
+        AckBatcher(max_age_s=0),
+        plane,
+        queue_url="q",
+        dlq_url="dlq",
+        clock=time.monotonic,
+        retry_base_s=0.002,
+    )
 
 
 async def test_a_dead_letter_is_deleted_only_after_the_dlq_accepted_it() -> None:
