@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from goraxfast.core.health import HealthStatus, QueueMetrics, evaluate
+from goraxfast.core.outage import Outage
 
 if TYPE_CHECKING:
     from goraxfast.sqs import QueueAttributes
@@ -62,6 +63,7 @@ class MetricsCollector:
         self.last_error: Exception | None = None
         self.collections = 0
         self.failures = 0
+        self._outage = Outage("queue metrics collection", summary_every_s=600.0)
 
     @property
     def latest(self) -> QueueMetrics | None:
@@ -129,10 +131,20 @@ class MetricsCollector:
             await self._collect_logged()
 
     async def _collect_logged(self) -> None:
+        """Collect; a failure is logged when it starts, when it changes, every ten minutes
+        while it lasts and when it ends (never once per interval: an outage of hours would
+        write hundreds of the same line)."""
         try:
             await self.collect()
         except Exception as exc:
-            log.warning("queue metrics collection failed (keeping the last ones): %s", exc)
+            kind = getattr(exc, "code", None) or type(exc).__name__
+            failure = self._outage.failed(self._clock(), str(kind), str(exc), 0.5)
+            if failure.line is not None:
+                log.warning("%s (keeping the last queue metrics)", failure.line)
+        else:
+            recovered = self._outage.succeeded(self._clock())
+            if recovered is not None:
+                log.warning("%s", recovered)
 
     def health_status(self, max_depth: int = 0) -> HealthStatus:
         """The detailed verdict now; ``max_depth`` 0 disables the depth rule."""
