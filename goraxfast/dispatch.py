@@ -132,6 +132,7 @@ class Dispatcher:
         self._next_slot = 1
         self._intake: list[Held] = []  # the batch on_received is taking, for recover_intake
         self._failure_log = LogBudget(burst=FAILURE_LOG_BURST, refill_s=FAILURE_LOG_REFILL_S)
+        self._redrive_log = LogBudget(burst=FAILURE_LOG_BURST, refill_s=FAILURE_LOG_REFILL_S)
         self.on_room: Callable[[], None] = lambda: None
         self.bursts = BurstSizer()
         # The policy's answer to a success never depends on the message: asked once, so that
@@ -483,13 +484,23 @@ class Dispatcher:
             )
         elif kind is ActionKind.REDRIVE:
             self.counters.dead_letter_no_dlq += 1
-            log.warning(
-                "message %s on %s should be dead-lettered (%s) but AWS_SQS_DLQ_URL is not set; "
-                "leaving it to the queue's redrive policy",
-                h.message_id,
-                self.queue_url,
-                action.reason,
-            )
+            admission = self._redrive_log.admit(now)
+            if admission.summary is not None:
+                log.warning(
+                    "%d more messages due for the DLQ left to the redrive policy of %s in the "
+                    "last %.0f s",
+                    admission.summary.count,
+                    self.queue_url,
+                    admission.summary.window_s,
+                )
+            if admission.full:
+                log.warning(
+                    "message %s on %s should be dead-lettered (%s) but AWS_SQS_DLQ_URL is not "
+                    "set; leaving it to the queue's redrive policy",
+                    h.message_id,
+                    self.queue_url,
+                    action.reason,
+                )
             self.acker.stage(
                 AckKind.VISIBILITY,
                 AckEntry(h.slot, h.receipt_handle, action.visibility_timeout_s),
