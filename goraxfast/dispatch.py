@@ -56,6 +56,20 @@ class Held(msgspec.Struct, gc=False):
     seat: int = -1
 
 
+def held_of(m: ReceivedMessage, slot: int, tenant: str) -> Held:
+    return Held(
+        slot,
+        m.message_id,
+        m.receipt_handle,
+        m.receive_count,
+        m.first_received_ms,
+        m.sent_ms,
+        m.body,
+        m.message_attributes,
+        tenant,
+    )
+
+
 ALL_SLOTS = -2
 STAGED = -3  # Held.seat of a message settled without a worker (poison, throttle release)
 _OUTCOMES: tuple[Outcome, ...] = tuple(sorted(Outcome, key=int))  # by value: Outcome(i) is slow
@@ -164,17 +178,7 @@ class Dispatcher:
                 tenant = decode_message(m.body).tenant_id
             except Exception as exc:  # MessageError by contract; anything else is poison too
                 tenant, problem = "", f"{type(exc).__name__}: {exc}"
-            h = Held(
-                slot,
-                m.message_id,
-                m.receipt_handle,
-                m.receive_count,
-                m.first_received_ms,
-                m.sent_ms,
-                m.body,
-                m.message_attributes,
-                tenant,
-            )
+            h = held_of(m, slot, tenant)
             slot += 1
             self._next_slot = slot
             made.append(h)
@@ -217,17 +221,7 @@ class Dispatcher:
         for m in messages:
             h = by_handle.get(m.receipt_handle)
             if h is None:  # on_received failed before it got to this one
-                h = Held(
-                    0,
-                    m.message_id,
-                    m.receipt_handle,
-                    m.receive_count,
-                    m.first_received_ms,
-                    m.sent_ms,
-                    m.body,
-                    m.message_attributes,
-                    "",
-                )
+                h = held_of(m, 0, "")
             elif h.seat >= 0 or h.seat == STAGED:
                 continue  # a worker has it, or its ack is staged already (poison, released)
             else:

@@ -49,7 +49,7 @@ class ScriptedPlane:
         return self._next("send", list(entries), [e.id for e in entries])
 
 
-def make_acker(plane: ScriptedPlane) -> Acker:
+def make_acker(plane: ScriptedPlane, *, max_message_bytes: int = 1_048_576) -> Acker:
     return Acker(
         AckBatcher(max_age_s=0),
         plane,
@@ -57,6 +57,7 @@ def make_acker(plane: ScriptedPlane) -> Acker:
         dlq_url="dlq",
         clock=time.monotonic,
         retry_base_s=0.002,
+        max_message_bytes=max_message_bytes,
     )
 
 
@@ -158,14 +159,7 @@ async def test_a_letter_whose_body_does_not_fit_leaves_the_original_for_the_redr
     None
 ):
     plane = ScriptedPlane()
-    acker = Acker(
-        AckBatcher(max_age_s=0),
-        plane,
-        queue_url="q",
-        dlq_url="dlq",
-        clock=time.monotonic,
-        max_message_bytes=2048,
-    )
+    acker = make_acker(plane, max_message_bytes=2048)
     acker.add(AckKind.DEAD_LETTER, AckEntry(1, "rh-1", payload=letter(body="x" * 5000)))
     assert await acker.flush(5)
     assert [name for name, _ in plane.calls] == ["send", "visibility"]
@@ -178,14 +172,7 @@ async def test_a_letter_whose_body_does_not_fit_leaves_the_original_for_the_redr
 async def test_chunks_of_one_letter_batch_fail_alone() -> None:
     """A lost answer for one chunk must not resend the letters of another that was accepted."""
     plane = ScriptedPlane("ok", lost_answer())
-    acker = Acker(
-        AckBatcher(max_age_s=0),
-        plane,
-        queue_url="q",
-        dlq_url="dlq",
-        clock=time.monotonic,
-        max_message_bytes=3000,
-    )
+    acker = make_acker(plane, max_message_bytes=3000)
     for key in (1, 2):  # two letters of ~2 kB: one per chunk
         payload = letter(body=str(key) * 2000, message_id=f"m{key}")
         acker.add(AckKind.DEAD_LETTER, AckEntry(key, f"rh-{key}", payload=payload))
