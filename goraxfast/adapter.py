@@ -28,8 +28,8 @@ from typing import Any
 
 import msgspec
 
-from goraxfast.core.message import ExecutionMessage
-from goraxfast.errors import MessageDecodeError, ValidationError
+from goraxfast.core.message import ExecutionMessage, checked_trigger_data
+from goraxfast.errors import MessageDecodeError, MessageEncodeError, ValidationError
 from goraxfast.publisher import Publisher, PublishResult
 
 _RAW_JSON = bytes | bytearray | memoryview
@@ -68,28 +68,38 @@ def _version(data: Mapping[str, Any]) -> int:
     return version
 
 
-def _trigger_data(data: Mapping[str, Any]) -> bytes:
+def _trigger_data(data: Mapping[str, Any]) -> msgspec.Raw:
     value = data.get("trigger_data")
     if value is None:
-        return b""
+        return msgspec.Raw(b"")
     if isinstance(value, str | _RAW_JSON):
-        raw = value.encode() if isinstance(value, str) else bytes(value)
-        if not raw:
-            return b""
+        shape = "str" if isinstance(value, str) else _type_name(value)
         try:
-            msgspec.json.decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            shape = "str" if isinstance(value, str) else _type_name(value)
+            raw = value.encode() if isinstance(value, str) else bytes(value)
+        except UnicodeEncodeError:
+            raise MessageDecodeError(
+                f"`trigger_data` given as {shape} is not valid UTF-8"
+            ) from None
+        if not raw:
+            return msgspec.Raw(b"")
+        try:
+            return checked_trigger_data(raw)  # one JSON value Go reads, at any depth Go allows
+        except MessageEncodeError as exc:
             raise MessageDecodeError(
                 f"`trigger_data` given as {shape} must be a JSON document: {exc}"
             ) from exc
-        return raw
     try:
-        return msgspec.json.encode(value)
-    except (TypeError, msgspec.EncodeError) as exc:
+        encoded = msgspec.json.encode(value)
+    except (TypeError, ValueError, msgspec.EncodeError, RecursionError) as exc:
+        # RecursionError: nested deeper than Python can encode, or a container holding itself
         raise MessageDecodeError(
-            f"`trigger_data` of type {_type_name(value)} cannot be encoded as JSON: {exc}"
+            f"`trigger_data` of type {_type_name(value)} cannot be encoded as JSON: "
+            f"{type(exc).__name__}: {exc}"
         ) from exc
+    try:
+        return checked_trigger_data(encoded)
+    except MessageEncodeError as exc:
+        raise MessageDecodeError(f"`trigger_data` of type {_type_name(value)}: {exc}") from exc
 
 
 def build_message(data: Mapping[str, Any], *, now: datetime | None = None) -> ExecutionMessage:

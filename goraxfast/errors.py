@@ -47,6 +47,12 @@ class ValidationError(MessageError):
     """The body decoded, but a required field is missing or out of range."""
 
 
+class MessageEncodeError(MessageError):
+    """A message that cannot be written as a body gorax can read back (a field of the wrong type,
+    an integer past Go's int64, ``trigger_data`` that is not one JSON value, ...); nothing was sent.
+    """
+
+
 class MessageTooLargeError(MessageError):
     """A message (or a whole batch) exceeds the queue's MaximumMessageSize; nothing was sent."""
 

@@ -11,6 +11,7 @@ entries, the result and the metrics are written once in :class:`_PublishCore`.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,16 +21,27 @@ from typing import Any, Protocol
 
 from goraxfast.config import Config
 from goraxfast.core.message import ExecutionMessage, encode_message, validation_problem
+from goraxfast.core.sqs_model import SQS_LEGACY_MAX_MESSAGE_BYTES
 from goraxfast.dataplane import new_client
-from goraxfast.errors import MessageTooLargeError, SQSError, ValidationError
+from goraxfast.errors import (
+    GoraxfastError,
+    MessageEncodeError,
+    MessageTooLargeError,
+    SQSError,
+    ValidationError,
+)
 from goraxfast.sqs import (
     SQS_DEFAULT_MAX_MESSAGE_BYTES,
     BatchResult,
+    QueueAttributes,
     SendEntry,
+    SQSClient,
     SyncSQSClient,
     entry_size,
     is_retryable,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,20 +114,30 @@ class _PublishCore:
                 self._last = now if self._last is None else max(self._last, now)
 
     def _prepare(self, msgs: Sequence[ExecutionMessage]) -> list[SendEntry]:
-        """Validate, encode and measure every message; raise for the first bad one, send nothing.
+        """Encode, validate and measure every message; raise for the first bad one, send nothing.
 
-        Entry ids are positions, not execution ids: those need not be unique nor fit SQS's id
-        alphabet, and the position maps a result back to its message.
+        Encoding checks each field's type and range (a body gorax's decoder reads back, or
+        :class:`MessageEncodeError` naming the field), then gorax's rules are checked. Entry ids
+        are positions, not execution ids: those need not be unique nor fit SQS's id alphabet,
+        and the position maps a result back to its message.
         """
         entries: list[SendEntry] = []
         for index, msg in enumerate(msgs):
-            where = f"execution_id={msg.execution_id!r}"
-            if len(msgs) > 1:
-                where += f", batch index {index}"
+            batch = f"batch index {index}" if len(msgs) > 1 else ""
+            if not isinstance(msg, ExecutionMessage):
+                raise MessageEncodeError(
+                    f"expected an ExecutionMessage, got {type(msg).__name__} ({batch or 'publish'}): "
+                    "PublisherAdapter publishes mappings"
+                )
+            where = f"execution_id={_shown(msg.execution_id)}" + (f", {batch}" if batch else "")
+            try:
+                body = encode_message(msg)
+            except MessageEncodeError as exc:
+                raise MessageEncodeError(f"{exc} ({where})") from exc
             problem = validation_problem(msg)
             if problem is not None:
                 raise ValidationError(f"{problem} ({where})")
-            entry = SendEntry(str(index), encode_message(msg).decode(), msg.message_attributes())
+            entry = SendEntry(str(index), body.decode(), msg.message_attributes())
             size = entry_size(entry)
             if size > self.max_message_bytes:
                 raise MessageTooLargeError(size, self.max_message_bytes, f"message ({where})")
@@ -133,6 +155,35 @@ class _PublishCore:
         )
         self._record(len(published), len(failed))
         return PublishResult(published, failed)
+
+
+def _shown(value: object) -> str:
+    """A value as an error message shows it: its repr, cut if long."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+_WARNED_LIMITS: set[str] = set()
+
+
+def _limit_of(attrs: QueueAttributes, queue_url: str) -> int:
+    if attrs.maximum_message_size > 0:
+        return attrs.maximum_message_size
+    return _fallback_limit(queue_url, f"MaximumMessageSize={attrs.maximum_message_size}")
+
+
+def _fallback_limit(queue_url: str, why: object) -> int:
+    """The safe guess when a queue's MaximumMessageSize cannot be read, said once per queue."""
+    if queue_url not in _WARNED_LIMITS:
+        _WARNED_LIMITS.add(queue_url)
+        log.warning(
+            "cannot read MaximumMessageSize of %s (%s); assuming %d bytes, the smallest default "
+            "an SQS queue may have (pass max_message_bytes to choose)",
+            queue_url,
+            why,
+            SQS_LEGACY_MAX_MESSAGE_BYTES,
+        )
+    return SQS_LEGACY_MAX_MESSAGE_BYTES
 
 
 class PublishingClient(Protocol):
@@ -174,24 +225,53 @@ class Publisher(_PublishCore):
         super().__init__(max_message_bytes, clock)
         self.client = client
         self._owns_client = False
+        self._config: Config | None = None  # set when the queue's own limit is to be read
 
     @classmethod
-    def from_config(
-        cls, config: Config, *, max_message_bytes: int = SQS_DEFAULT_MAX_MESSAGE_BYTES
-    ) -> Publisher:
+    def from_config(cls, config: Config, *, max_message_bytes: int | None = None) -> Publisher:
         """A publisher with a client of its own, started and closed by ``async with``: the
         fast client when ``GORAXFAST_SQS_CLIENT=fast`` (the default) and no environment proxy
-        applies, else aiobotocore's (:func:`goraxfast.dataplane.new_client` chooses)."""
+        applies, else aiobotocore's (:func:`goraxfast.dataplane.new_client` chooses).
+
+        Messages are held to the queue's own ``MaximumMessageSize``, read when the publisher
+        starts (one GetQueueAttributes call: open a publisher per process, not per request),
+        unless ``max_message_bytes`` is given. If it cannot be read, 256 KiB (the smallest
+        default a queue may have) is assumed, with one warning per queue.
+        """
         config.require_queue()
         client: PublishingClient = new_client(config)
-        publisher = cls(client, max_message_bytes=max_message_bytes)
+        # Until the publisher starts and reads the queue's own limit: the safe guess.
+        limit = SQS_LEGACY_MAX_MESSAGE_BYTES if max_message_bytes is None else max_message_bytes
+        publisher = cls(client, max_message_bytes=limit)
         publisher._owns_client = True
+        if max_message_bytes is None:
+            publisher._config = config
         return publisher
 
-    async def __aenter__(self) -> Publisher:
+    async def start(self) -> Publisher:
+        """Start the client this publisher owns and read the queue's size limit (if it is to)."""
         if self._owns_client:
             await self.client.start()
+        if self._config is not None:
+            self.max_message_bytes = await self._queue_limit(self._config)
+            self._config = None
         return self
+
+    async def _queue_limit(self, config: Config) -> int:
+        url = config.queue_url
+        try:
+            reader = getattr(self.client, "queue_attributes", None)
+            if reader is not None:
+                attrs: QueueAttributes = await reader(url)
+            else:  # a client without control calls (the fast one): botocore's, for this one
+                async with SQSClient(config) as control:
+                    attrs = await control.queue_attributes(url)
+        except GoraxfastError as exc:
+            return _fallback_limit(url, exc)
+        return _limit_of(attrs, url)
+
+    async def __aenter__(self) -> Publisher:
+        return await self.start()
 
     async def __aexit__(
         self,
@@ -249,11 +329,18 @@ class SyncPublisher(_PublishCore):
         self._owns_client = False
 
     @classmethod
-    def from_config(
-        cls, config: Config, *, max_message_bytes: int = SQS_DEFAULT_MAX_MESSAGE_BYTES
-    ) -> SyncPublisher:
+    def from_config(cls, config: Config, *, max_message_bytes: int | None = None) -> SyncPublisher:
+        """A publisher with a boto3 client of its own, held to the queue's own
+        ``MaximumMessageSize`` (read here) unless ``max_message_bytes`` is given; as
+        :meth:`Publisher.from_config` when it cannot be read."""
         config.require_queue()
-        publisher = cls(SyncSQSClient(config), max_message_bytes=max_message_bytes)
+        client = SyncSQSClient(config)
+        if max_message_bytes is None:
+            try:
+                max_message_bytes = _limit_of(client.queue_attributes(), config.queue_url)
+            except GoraxfastError as exc:
+                max_message_bytes = _fallback_limit(config.queue_url, exc)
+        publisher = cls(client, max_message_bytes=max_message_bytes)
         publisher._owns_client = True
         return publisher
 

@@ -84,6 +84,42 @@ def test_trigger_data_refused(given: Any, words: str) -> None:
         build(trigger_data=given)
 
 
+def test_raw_trigger_data_as_deep_as_go_allows_is_accepted() -> None:
+    raw = b"[" * 9_999 + b"]" * 9_999  # 10,000 levels with the message object
+
+    assert bytes(build(trigger_data=raw).trigger_data) == raw
+
+
+def test_raw_trigger_data_deeper_than_go_allows_is_refused() -> None:
+    with pytest.raises(MessageDecodeError, match="deeper than 10000 levels"):
+        build(trigger_data=b"[" * 10_000 + b"]" * 10_000)
+
+
+def test_blanks_around_raw_trigger_data_are_dropped() -> None:
+    assert bytes(build(trigger_data=b' \n {"a": 1} \t').trigger_data) == b'{"a": 1}'
+
+
+def _cyclic() -> list[Any]:
+    loop: list[Any] = []
+    loop.append(loop)
+    return loop
+
+
+def _deep_dict(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth):
+        value = {"k": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    "given", [_cyclic(), _deep_dict(5_000)], ids=["holding itself", "5,000 levels"]
+)
+def test_trigger_data_python_cannot_encode_is_refused_by_name(given: Any) -> None:
+    with pytest.raises(MessageDecodeError, match=r"`trigger_data` of type .* cannot be encoded"):
+        build(trigger_data=given)
+
+
 @pytest.mark.parametrize("given", [1, 7, 2**40, NumpyLikeInt(5)])
 def test_workflow_version_accepts_integral_values(given: Any) -> None:
     assert build(workflow_version=given).workflow_version == int(given.__index__())

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import msgspec
 import pytest
 from test_fastsqs import HANG, ScriptedSQS, answer, fast
 
 from goraxfast.config import Config
-from goraxfast.core.message import ExecutionMessage, decode_message, encode_message
-from goraxfast.errors import MessageTooLargeError, SQSError, ValidationError
+from goraxfast.core.message import ExecutionMessage, UTCTimestamp, decode_message, encode_message
+from goraxfast.core.sqs_model import SQS_LEGACY_MAX_MESSAGE_BYTES
+from goraxfast.errors import MessageEncodeError, MessageTooLargeError, SQSError, ValidationError
 from goraxfast.fastsqs import FastSQSClient
 from goraxfast.publisher import Publisher, PublisherMetrics, SyncPublisher
 from goraxfast.sqs import (
+    SQS_DEFAULT_MAX_MESSAGE_BYTES,
     BatchFailure,
     BatchResult,
     ReceivedMessage,
@@ -136,6 +141,47 @@ async def test_size_and_validation_are_checked_before_any_call(config: Config) -
     with pytest.raises(ValidationError, match="workflow_version must be greater than 0"):
         await publisher.publish_batch([message(0), message(4, workflow_version=0)])
     assert publisher.metrics == PublisherMetrics(0, 0, None)
+
+
+async def test_the_body_keeps_enqueued_at_to_the_nanosecond(client: RecordingClient) -> None:
+    msg = message(1, enqueued_at=UTCTimestamp.from_unix_ns(1_766_052_000_123_456_789))
+
+    await Publisher(client).publish(msg)
+
+    [got] = await drain(client, 1)
+    assert b'"enqueued_at":"2025-12-18T10:00:00.123456789Z"' in got.body
+    assert decode_message(got.body).enqueued_at_ns == 1_766_052_000_123_456_789
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"workflow_version": 2**63}, "workflow_version"),
+        ({"workflow_version": True}, "workflow_version"),
+        ({"retry_count": 1.5}, "retry_count"),
+        ({"tenant_id": 7}, "tenant_id"),
+        ({"correlation_id": None}, "correlation_id"),
+        ({"trigger_data": msgspec.Raw(b"1 2")}, "trigger_data"),
+        ({"trigger_data": msgspec.Raw(b'{"a":')}, "trigger_data"),
+        ({"enqueued_at": "yesterday"}, "enqueued_at"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else repr(next(iter(v.values()))),
+)
+async def test_a_message_go_could_not_decode_is_refused_by_field_before_any_call(
+    config: Config, changes: dict[str, Any], field: str
+) -> None:
+    publisher = Publisher(SQSClient(config))  # never started: any network call would raise
+    with pytest.raises(MessageEncodeError, match=rf"`{field}`.*\(execution_id='exec-5'\)"):
+        await publisher.publish(message(5, **changes))
+    with pytest.raises(MessageEncodeError, match=rf"`{field}`.*batch index 1"):
+        await publisher.publish_batch([message(0), message(5, **changes)])
+    assert publisher.metrics == PublisherMetrics(0, 0, None)
+
+
+async def test_something_other_than_a_message_is_refused_before_any_call(config: Config) -> None:
+    publisher = Publisher(SQSClient(config))
+    with pytest.raises(MessageEncodeError, match="expected an ExecutionMessage, got dict"):
+        await publisher.publish({"tenant_id": "t"})  # type: ignore[arg-type]
 
 
 async def test_size_counts_attributes_too(config: Config) -> None:
@@ -266,6 +312,74 @@ async def test_a_lost_answer_in_publish_batch_is_sent_again() -> None:
         result = await Publisher(client).publish_batch([message(0)])
     assert result.ok and result.published[0].message_id == "m-0"
     assert [h["x-amz-target"] for h, _ in server.requests] == ["AmazonSQS.SendMessageBatch"] * 2
+
+
+# --- the queue's own MaximumMessageSize ------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["fast", "botocore"])
+async def test_from_config_holds_messages_to_the_queues_own_maximum_size(
+    config: Config, boto_sqs: Any, kind: str
+) -> None:
+    boto_sqs.set_queue_attributes(
+        QueueUrl=config.queue_url, Attributes={"MaximumMessageSize": "2048"}
+    )
+    async with Publisher.from_config(config.with_(sqs_client=kind)) as publisher:
+        assert publisher.max_message_bytes == 2048
+        with pytest.raises(MessageTooLargeError) as info:
+            await publisher.publish(message(1, trigger=b'"' + b"x" * 2_100 + b'"'))
+    assert info.value.limit_bytes == 2048
+
+
+async def test_from_config_reads_a_new_queues_default_of_one_mib(config: Config) -> None:
+    async with Publisher.from_config(config) as publisher:
+        assert publisher.max_message_bytes == SQS_DEFAULT_MAX_MESSAGE_BYTES == 1_048_576
+
+
+def test_sync_from_config_holds_messages_to_the_queues_own_maximum_size(
+    config: Config, boto_sqs: Any
+) -> None:
+    boto_sqs.set_queue_attributes(
+        QueueUrl=config.queue_url, Attributes={"MaximumMessageSize": "4096"}
+    )
+    with SyncPublisher.from_config(config) as publisher:
+        assert publisher.max_message_bytes == 4096
+
+
+async def test_an_explicit_max_message_bytes_is_used_as_given(
+    config: Config, boto_sqs: Any
+) -> None:
+    boto_sqs.set_queue_attributes(
+        QueueUrl=config.queue_url, Attributes={"MaximumMessageSize": "2048"}
+    )
+    async with Publisher.from_config(config, max_message_bytes=100_000) as publisher:
+        assert publisher.max_message_bytes == 100_000
+    with SyncPublisher.from_config(config, max_message_bytes=100_000) as sync:
+        assert sync.max_message_bytes == 100_000
+
+
+@pytest.mark.parametrize("kind", ["fast", "botocore"])
+async def test_an_unreadable_maximum_size_falls_back_to_256_kib_with_one_warning(
+    config: Config, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    gone = config.with_(queue_url=f"{config.queue_url}-gone-{kind}", sqs_client=kind)
+    with caplog.at_level(logging.WARNING, logger="goraxfast.publisher"):
+        for _ in range(2):
+            async with Publisher.from_config(gone) as publisher:
+                assert publisher.max_message_bytes == SQS_LEGACY_MAX_MESSAGE_BYTES == 262_144
+    warnings = [r for r in caplog.records if "MaximumMessageSize" in r.getMessage()]
+    assert len(warnings) == 1 and gone.queue_url in warnings[0].getMessage()
+
+
+def test_sync_an_unreadable_maximum_size_falls_back_to_256_kib_with_one_warning(
+    config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    gone = config.with_(queue_url=config.queue_url + "-gone-sync")
+    with caplog.at_level(logging.WARNING, logger="goraxfast.publisher"):
+        for _ in range(2):
+            with SyncPublisher.from_config(gone) as publisher:
+                assert publisher.max_message_bytes == SQS_LEGACY_MAX_MESSAGE_BYTES
+    assert len([r for r in caplog.records if "MaximumMessageSize" in r.getMessage()]) == 1
 
 
 def test_from_config_refuses_an_unknown_client(config: Config) -> None:
