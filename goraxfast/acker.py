@@ -106,6 +106,17 @@ class Acker:
         self._wake.set()
 
     @property
+    def owed(self) -> int:
+        """What the engine counts against its capacity: deletes that failed and wait to be sent
+        again and, while ack calls are failing, every delete not yet confirmed. In a delete
+        outage the engine so stops taking messages within about one round trip, and what it
+        owes SQS stays bounded by its capacity."""
+        if not self.outage.failing:
+            return self.retrying
+        waiting = self.batcher.pending_by_kind()[AckKind.DELETE]
+        return self.retrying + waiting + self.counters.by_kind_in_flight[AckKind.DELETE]
+
+    @property
     def pending(self) -> int:
         """Entries not yet confirmed: waiting in the batcher, in a call, or waiting to retry."""
         in_calls = sum(self.counters.by_kind_in_flight.values())
@@ -362,6 +373,7 @@ class Acker:
             line = self.outage.succeeded(self.clock())
             if line is not None:
                 log.warning("%s", line)
+            self.on_room()  # what was owed no longer holds the engine back
 
     def abandon(self) -> int:
         """Shutdown is over: count what was never confirmed, and forget it."""

@@ -346,7 +346,7 @@ class Engine:
         acker = self.acker
         # Deletes that keep failing count against capacity: in an ack outage the engine stops
         # taking messages rather than run more whose deletes it cannot send.
-        self.credits = Credits(capacity, lambda: len(dispatcher.held) + acker.retrying)
+        self.credits = Credits(capacity, lambda: len(dispatcher.held) + acker.owed)
         dispatcher.on_room = self.credits.changed
         acker.on_room = self.credits.changed
         self.receive_outage = Outage(
@@ -673,7 +673,9 @@ class Engine:
                 await asyncio.wait_for(self._client.queue_attributes(url), PREFLIGHT_TIMEOUT_S)
             except SQSError as exc:
                 if exc.code in UNUSABLE_CODES:
-                    problems.append(startup_problem(cfg, variable, url, exc))
+                    problem = startup_problem(cfg, variable, url, exc)
+                    if problem not in problems:  # refused credentials: one line, not one a queue
+                        problems.append(problem)
                 else:
                     log.warning("cannot check %s at start (%s); starting anyway", url, exc)
             except TimeoutError:

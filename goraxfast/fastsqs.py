@@ -339,7 +339,9 @@ class FastSQSClient(AsyncQueueClient):
         check_batch_size(entries)
         url = self._url(None)
         payload = [DeleteEntry(i, h) for i, h in entries]
-        return await self._batch("DeleteMessageBatch", url, BatchRequest(url, payload))
+        # One attempt: the acker retries acks itself, and must see a failure at once to stop
+        # taking messages while deletes fail (a retry loop in here would hide an outage).
+        return await self._batch("DeleteMessageBatch", url, BatchRequest(url, payload), attempts=1)
 
     async def change_visibility_batch(self, entries: Sequence[tuple[str, str, int]]) -> BatchResult:
         if not entries:
@@ -347,7 +349,8 @@ class FastSQSClient(AsyncQueueClient):
         check_batch_size(entries)
         url = self._url(None)
         payload = [VisibilityEntry(i, h, t) for i, h, t in entries]
-        return await self._batch("ChangeMessageVisibilityBatch", url, BatchRequest(url, payload))
+        request = BatchRequest(url, payload)
+        return await self._batch("ChangeMessageVisibilityBatch", url, request, attempts=1)
 
     async def send_batch(self, queue_url: str, entries: Sequence[SendEntry]) -> BatchResult:
         if not entries:
@@ -383,13 +386,28 @@ class FastSQSClient(AsyncQueueClient):
     # -- one call: sign, send, retry as botocore's standard mode ---------------------------------
 
     async def _batch(
-        self, operation: str, url: str, request: BatchRequest, *, replay_safe: bool = True
+        self,
+        operation: str,
+        url: str,
+        request: BatchRequest,
+        *,
+        replay_safe: bool = True,
+        attempts: int | None = None,
     ) -> BatchResult:
-        raw = await self._call(operation, url, encode(request), replay=replay_safe)
+        raw = await self._call(
+            operation, url, encode(request), replay=replay_safe, attempts=attempts
+        )
         return fast_batch_result(self._decode(decode_batch, raw, operation, url))
 
     async def _call(
-        self, operation: str, url: str, body: bytes, *, wait_s: int = 0, replay: bool = True
+        self,
+        operation: str,
+        url: str,
+        body: bytes,
+        *,
+        wait_s: int = 0,
+        replay: bool = True,
+        attempts: int | None = None,
     ) -> bytes:
         pool, creds = self._pool, self._creds
         if pool is None or creds is None:
@@ -397,6 +415,7 @@ class FastSQSClient(AsyncQueueClient):
         loop = asyncio.get_running_loop()
         target = [("X-Amz-Target", "AmazonSQS." + operation), ("Content-Type", CONTENT_TYPE)]
         attempt, spent = 1, 0
+        most = self.max_attempts if attempts is None else attempts
         while True:
             error: Exception
             try:
@@ -427,7 +446,7 @@ class FastSQSClient(AsyncQueueClient):
                 code = refused.response["Error"]["Code"]
                 error, retryable = refused, resp.status in RETRY_STATUSES or code in RETRY_CODES
                 cost = RetryQuota.RETRY_COST
-            if not retryable or attempt >= self.max_attempts or not self._quota.acquire(cost):
+            if not retryable or attempt >= most or not self._quota.acquire(cost):
                 raise wrap_error(error, operation, url) from error
             spent = cost
             await asyncio.sleep(backoff_delay_s(attempt, self._rng.random(), self.backoff_base_s))

