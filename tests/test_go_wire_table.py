@@ -242,6 +242,13 @@ READ_TABLE: list[Reads | Refuses] = [
         match="`enqueued_at`.*day out of range",
     ),
     Refuses(
+        "digits of another script in the fraction",
+        body(enqueued_at='"2025-12-18T10:00:00.\u0661\u0662Z"'),
+        go="refused: Go's isDigit is '0' to '9'",
+        error=MessageDecodeError,
+        match="`enqueued_at`.*not RFC 3339",
+    ),
+    Refuses(
         "a date alone",
         body(enqueued_at=b'"2025-12-18"'),
         go="refused: too short for RFC 3339",

@@ -401,6 +401,27 @@ def test_any_instant_survives_encode_then_decode_to_the_nanosecond(ns: int) -> N
     assert decode_message(encode_message(msg)).enqueued_at_ns == ns
 
 
+@BOUNDED
+@given(
+    st.integers(-62_135_596_800, 253_402_300_799),
+    st.text(alphabet="0123456789", min_size=1, max_size=14),
+)
+def test_a_time_read_again_within_its_second_is_read_as_the_first_time(
+    second: int, digits: str
+) -> None:
+    """The decoder remembers each second it has checked: the short way reads what the full
+    parser reads, truncating past nine digits."""
+    head = UTCTimestamp.from_unix_ns(second * 10**9).rfc3339()[:-1]
+    text = json.dumps(
+        {**{k: json.loads(v) for k, v in _VALID.items()}, "enqueued_at": f"{head}.{digits}Z"}
+    )
+    expected_ns = second * 10**9 + int(digits[:9].ljust(9, "0"))
+
+    first, again = decode_message(text), decode_message(text)
+
+    assert first.enqueued_at_ns == again.enqueued_at_ns == expected_ns
+
+
 @pytest.mark.parametrize("depth", [1, 255, 256, 257, 9_999])
 def test_trigger_data_as_deep_as_go_allows_is_written_and_read_back(depth: int) -> None:
     raw = b"[" * depth + b"]" * depth

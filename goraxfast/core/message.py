@@ -64,6 +64,7 @@ GoInt = Annotated[int, msgspec.Meta(ge=GO_INT_MIN, le=GO_INT_MAX)]
 #: The one empty ``trigger_data``: ``omit_defaults`` omits the default object itself, not an
 #: equal one, so every empty payload is normalised to this instance.
 _EMPTY_RAW = msgspec.Raw(b"")
+_Raw = msgspec.Raw
 _STRING_FIELDS = ("execution_id", "tenant_id", "workflow_id", "trigger_type", "correlation_id")
 _INT_FIELDS = ("workflow_version", "retry_count")
 _JSON_WS = b" \t\n\r"
@@ -79,10 +80,15 @@ else:
 class ExecutionMessage(msgspec.Struct, omit_defaults=True, kw_only=True):
     """One workflow execution to run. Field order and names match the Go struct's JSON tags.
 
-    Required strings default to empty (as Go's decoder leaves them) so that a missing key is
-    reported by :meth:`validate` with gorax's own texts rather than as a decode error.
-    ``enqueued_at`` is always a :class:`UTCTimestamp`: an aware UTC ``datetime`` that also keeps
-    the nanoseconds gorax writes (see :attr:`enqueued_at_ns`).
+    Required strings default to empty (as Go's decoder leaves them) so that a missing key (or a
+    JSON ``null``, which Go reads as "not set") is reported by :meth:`validate` with gorax's own
+    texts rather than as a decode error.
+
+    ``enqueued_at`` is always a :class:`UTCTimestamp`: the aware UTC ``datetime`` handler authors
+    had, which also keeps the nanoseconds gorax writes, so decode then encode returns the same
+    instant to the nanosecond; :attr:`enqueued_at_ns` gives them as one exact integer. Given by
+    hand, a naive ``datetime`` is taken as UTC, an aware one converted, and a ``str`` read as
+    gorax's RFC 3339 text.
     """
 
     # default_factory, not a plain default: omit_defaults never omits these, as Go never does
@@ -106,7 +112,7 @@ class ExecutionMessage(msgspec.Struct, omit_defaults=True, kw_only=True):
         elif type(t) is not UTCTimestamp or t.tzinfo is not UTC:  # built by hand
             self.enqueued_at = _wire_time(t)
         raw: Any = self.trigger_data
-        if raw is not _EMPTY_RAW and (type(raw) is not msgspec.Raw or not len(raw)):
+        if raw is not _EMPTY_RAW and (type(raw) is not _Raw or not len(raw)):
             self.trigger_data = _raw_of(raw)
 
     @classmethod
@@ -265,8 +271,14 @@ def encode_message(msg: ExecutionMessage) -> bytes:
     t: Any = msg.enqueued_at
     if type(t) is not UTCTimestamp or t.tzinfo is not UTC:
         msg.enqueued_at = _wire_time(t)
-    if msg.trigger_data is not _EMPTY_RAW:
-        _check_trigger_data(msg)
+    raw: Any = msg.trigger_data
+    if raw is not _EMPTY_RAW:
+        if type(raw) is not _Raw:
+            raw = msg.trigger_data = _raw_of(raw)
+        if raw is not _EMPTY_RAW:
+            value = checked_trigger_data(raw)
+            if len(value) != len(raw):
+                msg.trigger_data = value
     try:
         return _ENCODER.encode(msg)
     except UnicodeEncodeError as exc:  # a lone surrogate: not UTF-8, so not JSON Go reads
@@ -339,17 +351,6 @@ def _raw_of(value: Any) -> msgspec.Raw:
         f"`trigger_data` must be raw JSON (bytes, str or msgspec.Raw), got {type(value).__name__}: "
         "PublisherAdapter encodes Python values"
     )
-
-
-def _check_trigger_data(msg: ExecutionMessage) -> None:
-    raw: Any = msg.trigger_data
-    if type(raw) is not msgspec.Raw:
-        raw = msg.trigger_data = _raw_of(raw)
-        if raw is _EMPTY_RAW:
-            return
-    value = checked_trigger_data(raw)
-    if len(value) != len(raw):
-        msg.trigger_data = value
 
 
 def checked_trigger_data(raw: msgspec.Raw | bytes) -> msgspec.Raw:
