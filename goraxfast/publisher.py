@@ -24,7 +24,6 @@ from goraxfast.core.message import ExecutionMessage, encode_message, validation_
 from goraxfast.core.sqs_model import SQS_LEGACY_MAX_MESSAGE_BYTES
 from goraxfast.dataplane import new_client
 from goraxfast.errors import (
-    GoraxfastError,
     MessageEncodeError,
     MessageTooLargeError,
     SQSError,
@@ -266,7 +265,7 @@ class Publisher(_PublishCore):
             else:  # a client without control calls (the fast one): botocore's, for this one
                 async with SQSClient(config) as control:
                     attrs = await control.queue_attributes(url)
-        except GoraxfastError as exc:
+        except Exception as exc:  # whatever the reason (SQS, credentials, network): not fatal
             return _fallback_limit(url, exc)
         return _limit_of(attrs, url)
 
@@ -338,7 +337,7 @@ class SyncPublisher(_PublishCore):
         if max_message_bytes is None:
             try:
                 max_message_bytes = _limit_of(client.queue_attributes(), config.queue_url)
-            except GoraxfastError as exc:
+            except Exception as exc:  # as in Publisher._queue_limit
                 max_message_bytes = _fallback_limit(config.queue_url, exc)
         publisher = cls(client, max_message_bytes=max_message_bytes)
         publisher._owns_client = True

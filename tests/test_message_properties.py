@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -235,20 +236,27 @@ def test_a_short_stack_gives_the_same_answer(body: bytes) -> None:
     assert _with_little_stack(lambda: outcome(lambda: decode_message(body))) == expected
 
 
-def test_a_deep_body_in_a_small_thread_under_a_raised_recursion_limit_does_not_crash() -> None:
-    """A raised limit would let msgspec recurse past a small thread's C stack: such a body goes
-    to the iterative scanner instead. (In a child process: a crash would be a segfault.)"""
+@pytest.mark.parametrize(
+    ("stack_bytes", "recursion_limit"),
+    [(64 * 1024, 1_000_000), (32 * 1024, 1_000)],
+    ids=["64 KiB thread, raised limit", "32 KiB thread, default limit"],
+)
+def test_a_deep_body_in_a_small_thread_does_not_crash(
+    stack_bytes: int, recursion_limit: int
+) -> None:
+    """Where msgspec could recurse past a small thread's C stack, a deep body goes to the
+    iterative scanner instead. (In a child process: a crash would be a segfault.)"""
     script = textwrap.dedent(
-        """
+        f"""
         import sys, threading
         from goraxfast.core.message import decode_message
         from goraxfast.errors import MessageError
-        sys.setrecursionlimit(1_000_000)
-        threading.stack_size(64 * 1024)
+        sys.setrecursionlimit({recursion_limit})
+        threading.stack_size({stack_bytes})
         answers = []
         def run():
-            for depth in (9_999, 100_000):
-                body = b'{"trigger_data":' + b"[" * depth + b"]" * depth + b'}'
+            for depth in (900, 9_999, 100_000):
+                body = b'{{"trigger_data":' + b"[" * depth + b"]" * depth + b'}}'
                 try:
                     decode_message(body, validate=False)
                     answers.append("ok")
@@ -265,7 +273,20 @@ def test_a_deep_body_in_a_small_thread_under_a_raised_recursion_limit_does_not_c
     )
 
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok,refused"
+    assert done.stdout.strip() == "ok,ok,refused"
+
+
+def test_decoding_leaves_the_thread_stack_setting_as_it_was() -> None:
+    """Asking threading.stack_size() resets it: the decoder must put it back."""
+    wide = _VALID | {"trigger_data": b"[" + b",".join([b"[]"] * 400) + b"]"}
+    body = b"{" + b",".join(b'"' + k.encode() + b'":' + v for k, v in wide.items()) + b"}"
+    before = threading.stack_size(1024 * 1024)
+    try:
+        decode_message(body)
+
+        assert threading.stack_size(before) == 1024 * 1024
+    finally:
+        threading.stack_size(before)
 
 
 # --- encoding ------------------------------------------------------------------------------------

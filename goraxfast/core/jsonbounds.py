@@ -1,19 +1,20 @@
 """What one JSON body may cost, and a scanner that reads any depth without recursion.
 
-msgspec's decoder is recursive in C: one C frame per level of nesting (~32 bytes of stack, measured)
-and one count against Python's recursion limit, so a body nested deeper than the interpreter
-allows raises ``RecursionError``, at a depth that depends on the caller's stack and on
-``sys.setrecursionlimit`` (and a thread with a small stack could overflow first). goraxfast
-therefore hands msgspec only bodies it can prove are at most :data:`MSGSPEC_MAX_DEPTH` deep (8 KiB
-of C stack, safe in the smallest thread Python allows). Deeper bodies, up to Go's own limit, are
-read by :func:`scan_object`: an iterative scanner (regular expressions for the flat parts, a
-Python loop for each container), as strict as msgspec about JSON itself.
+msgspec's decoder is recursive in C: one C frame per level of nesting (~32 bytes of stack,
+measured) and one count against Python's recursion limit. Under the default limit of 1,000 it
+therefore stops itself with ``RecursionError`` within ~32 KiB of C stack, whatever the body;
+goraxfast answers that ``RecursionError`` with :func:`scan_object`, an iterative scanner
+(regular expressions for the flat parts, a Python loop for each nested container) as strict as
+msgspec about JSON, so the answer for a body never depends on the caller's stack or recursion
+limit. Where msgspec could instead run past the C stack (a crash, not an exception): under a
+raised recursion limit, or with threads of less than 64 KiB of stack, only bodies proven at most
+:data:`MSGSPEC_MAX_DEPTH` deep (8 KiB of C stack) go to msgspec (:func:`fits_msgspec`).
 
 The limits and why:
 
 - :data:`MAX_NESTING_DEPTH` = 10,000: Go's ``encoding/json`` refuses deeper (``maxNestingDepth``,
   "exceeded max depth"), counting the message object itself as level 1; so does goraxfast, with
-  a :class:`ValueError` naming the field.
+  a reason naming the field.
 - Body size: :data:`goraxfast.core.message.MAX_BODY_BYTES` (SQS's hard limit).
 - Numbers and strings have no limit of their own: Go has none, msgspec reads them in linear time
   without converting those it skips, and the body size bounds them; the integer fields are held
@@ -26,6 +27,7 @@ import re
 from collections.abc import Callable
 from itertools import accumulate
 from sys import getrecursionlimit as _recursion_limit
+from threading import stack_size as _thread_stack_size
 
 #: Go's encoding/json limit (``maxNestingDepth``), the message object counted as level 1.
 MAX_NESTING_DEPTH = 10_000
@@ -35,6 +37,9 @@ MSGSPEC_MAX_DEPTH = 256
 #: Python's default recursion limit: msgspec counts each level against it, so under this limit it
 #: raises RecursionError (answered by the iterative scanner) before using ~32 KiB of C stack.
 STACK_SAFE_RECURSION_LIMIT = 1_000
+#: Threads with less stack than this could overflow before that RecursionError (measured: a
+#: 32 KiB thread, Python's minimum, crashes at ~830 levels; a 64 KiB one holds ~1,850).
+SAFE_THREAD_STACK_BYTES = 64 * 1024
 #: A body this short cannot be nested deeper than MSGSPEC_MAX_DEPTH (each level takes 2 bytes).
 SHORT_BODY_BYTES = 2 * MSGSPEC_MAX_DEPTH
 
@@ -105,19 +110,33 @@ class TooDeep(JSONProblem):
 def fits_msgspec(body: bytes) -> bool:
     """Whether msgspec's recursive decoder may be given ``body``: cheap, and never wrong.
 
-    Yes, whatever its depth, while the recursion limit is at most STACK_SAFE_RECURSION_LIMIT:
-    msgspec then stops itself with RecursionError within ~32 KiB of C stack, and the caller
-    answers that with :func:`scan_object` (so a wide payload of many small objects keeps
-    msgspec's speed). Under a raised limit, where a hostile body could take msgspec past the C
-    stack, yes only when the body is provably at most MSGSPEC_MAX_DEPTH deep: short, or with few
-    ``[``/``{`` (two C calls), or else its brackets outside strings counted (C calls, slower).
+    Yes when it is provably at most MSGSPEC_MAX_DEPTH deep: short, or with few ``[``/``{`` (two
+    C calls). Yes also, whatever its depth, while the recursion limit is at most
+    STACK_SAFE_RECURSION_LIMIT and threads get at least SAFE_THREAD_STACK_BYTES: msgspec then
+    stops itself with RecursionError, which the caller answers with :func:`scan_object` (so a
+    wide payload of many small objects keeps msgspec's speed). Otherwise, where a hostile body
+    could take msgspec past the C stack, its brackets outside strings are counted (C calls,
+    slower).
     """
-    if len(body) <= SHORT_BODY_BYTES or _recursion_limit() <= STACK_SAFE_RECURSION_LIMIT:
+    if len(body) <= SHORT_BODY_BYTES:
         return True
     if body.count(b"[") + body.count(b"{") <= MSGSPEC_MAX_DEPTH:
         return True
+    if _recursion_limit() <= STACK_SAFE_RECURSION_LIMIT and not (
+        0 < _configured_thread_stack() < SAFE_THREAD_STACK_BYTES
+    ):
+        return True
     skeleton = _STRINGS.sub(b"", body).translate(_SIGNS, _NOT_BRACKETS)
     return max(accumulate(memoryview(skeleton).cast("b")), default=0) <= MSGSPEC_MAX_DEPTH
+
+
+def _configured_thread_stack() -> int:
+    """``threading.stack_size()``: the stack new threads get (0: the platform's default, 8 MiB on
+    Linux). Asking without an argument also resets it to 0, so it is set back at once."""
+    size = _thread_stack_size()
+    if size:
+        _thread_stack_size(size)
+    return size
 
 
 #: One member of the top-level object: key and value spans, and whether the value is a container.
