@@ -543,6 +543,25 @@ def test_trigger_json_parses_the_raw_bytes_on_demand() -> None:
     assert valid().trigger_json() is None
 
 
+def test_trigger_json_builds_256_levels() -> None:
+    msg = valid(trigger_data=msgspec.Raw(b"[" * 256 + b"]" * 256))
+
+    assert msg.trigger_json() is not None
+
+
+@pytest.mark.parametrize("depth", [257, 9_999])
+def test_trigger_json_refuses_to_build_past_256_levels(depth: int) -> None:
+    msg = valid(trigger_data=msgspec.Raw(b"[" * depth + b"]" * depth))
+
+    with pytest.raises(MessageDecodeError, match="nested too deep"):
+        msg.trigger_json()
+
+
+def test_trigger_json_refuses_a_number_beyond_a_float() -> None:
+    with pytest.raises(MessageDecodeError, match="trigger_data"):
+        valid(trigger_data=msgspec.Raw(b"[1e999999]")).trigger_json()
+
+
 def test_invalid_utf8_inside_trigger_data_is_a_decode_error_naming_it() -> None:
     received = body().rstrip(b"}") + b', "trigger_data": {"a": "\xff"}}'
 

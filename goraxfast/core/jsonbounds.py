@@ -126,8 +126,20 @@ def fits_msgspec(body: bytes) -> bool:
         0 < _configured_thread_stack() < SAFE_THREAD_STACK_BYTES
     ):
         return True
+    return _bracket_depth(body) <= MSGSPEC_MAX_DEPTH
+
+
+def at_most_msgspec_depth(body: bytes) -> bool:
+    """Whether ``body`` is provably nested at most MSGSPEC_MAX_DEPTH levels (cheap for most)."""
+    if len(body) <= SHORT_BODY_BYTES or body.count(b"[") + body.count(b"{") <= MSGSPEC_MAX_DEPTH:
+        return True
+    return _bracket_depth(body) <= MSGSPEC_MAX_DEPTH
+
+
+def _bracket_depth(body: bytes) -> int:
+    """The deepest nesting of brackets outside strings (an upper bound for broken JSON)."""
     skeleton = _STRINGS.sub(b"", body).translate(_SIGNS, _NOT_BRACKETS)
-    return max(accumulate(memoryview(skeleton).cast("b")), default=0) <= MSGSPEC_MAX_DEPTH
+    return max(accumulate(memoryview(skeleton).cast("b")), default=0)
 
 
 def _configured_thread_stack() -> int:
