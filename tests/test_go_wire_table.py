@@ -441,6 +441,12 @@ READ_TABLE: list[Reads | Refuses] = [
         expect={"tenant_id": "tenant-1"},
     ),
     Reads(
+        "a key written with JSON escapes",
+        body(tenant_id=None)[:-1] + b',"tenant\\u005fid":"t-9"}',
+        go="keys are unescaped before they are matched",
+        expect={"tenant_id": "t-9"},
+    ),
+    Reads(
         "a repeated key: the last one wins",
         body(tenant_id=None)[:-1] + b',"tenant_id":"a","tenant_id":"b"}',
         go="the last value decoded overwrites the first",
@@ -498,6 +504,14 @@ READ_TABLE: list[Reads | Refuses] = [
         go="refused: unexpected end of JSON input",
         error=MessageDecodeError,
         match="truncated",
+    ),
+    Refuses(
+        "a body over 1 MiB",
+        body(trigger_data=b'"' + b"x" * 1_048_576 + b'"'),
+        go="accepted: encoding/json has no size limit",
+        error=MessageDecodeError,
+        match="over SQS's 1048576",
+        differs="no SQS message is larger (MaximumMessageSize is at most 1 MiB)",
     ),
     Refuses(
         "a leading zero in trigger_data",
