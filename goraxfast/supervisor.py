@@ -8,6 +8,15 @@ the shared memory it inherited, so respawns cost a plain fork (~4 ms) rather tha
 interpreter.
 
 Messages between parent and zygote are fixed-size records on two pipes (atomic below PIPE_BUF).
+
+Signals. The zygote leaves shutdown to the parent, as the workers do: SIGTERM, SIGINT and SIGHUP
+sent to the process group do nothing here (:func:`~goraxfast.worker.leave_shutdown_to_parent`);
+the parent ends the zygote with :data:`CMD_QUIT` (or by closing its command pipe) and the zygote
+SIGKILLs the workers still alive, reaps them and exits 0. They are blocked from the fork until
+the zygote's handlers are in place, so a group signal at that instant cannot kill it either. It
+leaves the same way, within :data:`_REAP_INTERVAL_S`, when its parent dies (``os.getppid()``
+changes, or its event pipe breaks); its workers, whose death signal is SIGKILL
+(:func:`~goraxfast.worker.die_with_parent`), die with it if it is killed itself.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from typing import NoReturn
 from goraxfast.errors import EngineError
 from goraxfast.handler import BoundHandler
 from goraxfast.shm import Seat
-from goraxfast.worker import run_worker
+from goraxfast.worker import SHUTDOWN_SIGNALS, leave_shutdown_to_parent, run_worker
 
 _RECORD = struct.Struct("<Biii")  # kind, seat, pid, wait status
 CMD_SPAWN = 1
@@ -83,11 +92,19 @@ class Zygote:
         parent_pid = os.getpid()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        # Blocked across the fork: a group signal arriving before the zygote's own handlers
+        # are in place waits for them instead of killing it.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, SHUTDOWN_SIGNALS)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
         if pid == 0:  # the zygote
             os.close(cmd_w)
             os.close(evt_r)
             _zygote_main(
+                mask,
                 cmd_r,
                 evt_w,
                 parent_pid,
@@ -96,6 +113,7 @@ class Zygote:
                 self._process_timeout_s,
                 self._worker_init,
             )
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(cmd_r)
         os.close(evt_w)
         os.set_blocking(evt_r, False)
@@ -134,25 +152,29 @@ class Zygote:
         ready, _, _ = select.select([self._evt_r], [], [], timeout_s)
         return self.read_events() if ready else []
 
-    def stop(self) -> None:
-        """Ask the zygote to leave and reap it; it SIGKILLs workers still alive."""
+    def stop(self) -> int | None:
+        """Ask the zygote to leave and reap it; it SIGKILLs workers still alive. Returns its
+        wait status (0: it left as asked), None when there was nothing to reap."""
         if self.pid == 0:
-            return
+            return None
+        status: int | None = None
         with contextlib.suppress(OSError):
             self._send(CMD_QUIT, 0)
         with contextlib.suppress(OSError):
             os.close(self._cmd_w)
         with contextlib.suppress(ChildProcessError):
-            _, _ = os.waitpid(self.pid, 0)
+            _, status = os.waitpid(self.pid, 0)
         with contextlib.suppress(OSError):
             os.close(self._evt_r)
         self.pid = 0
+        return status
 
     def _send(self, kind: int, seat: int) -> None:
         os.write(self._cmd_w, _RECORD.pack(kind, seat, 0, 0))
 
 
 def _zygote_main(
+    mask: set[int | signal.Signals],
     cmd_r: int,
     evt_w: int,
     parent_pid: int,
@@ -163,15 +185,20 @@ def _zygote_main(
 ) -> NoReturn:
     code = 0
     try:
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        leave_shutdown_to_parent()
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # what arrived meanwhile: ignored now
         my_pid = os.getpid()
         workers: dict[int, int] = {}  # pid -> seat
+        parent_gone = False
 
         def report(kind: int, seat: int, pid: int, status: int) -> None:
-            os.write(evt_w, _RECORD.pack(kind, seat, pid, status))
+            nonlocal parent_gone
+            if parent_gone:
+                return
+            try:
+                os.write(evt_w, _RECORD.pack(kind, seat, pid, status))
+            except BrokenPipeError:  # the parent's end is closed: it died
+                parent_gone = True
 
         def spawn(seat: int) -> None:
             try:
@@ -195,7 +222,7 @@ def _zygote_main(
 
         buf = b""
         running = True
-        while running:
+        while running and not parent_gone:
             readable, _, _ = select.select([cmd_r], [], [], _REAP_INTERVAL_S)
             if readable:
                 chunk = os.read(cmd_r, 4096)

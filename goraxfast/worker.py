@@ -4,6 +4,17 @@ The worker never sees a receipt handle and never talks to SQS: it gets ``(slot, 
 and answers ``(slot, outcome)``. It ends with ``os._exit`` (never ``sys.exit``: unwinding would
 run the parent's inherited atexit/loop teardown in the child) and leaves on its own when its
 parent goes away, so an orphan never keeps running handlers.
+
+Signals. Shutdown is the engine's to decide: SIGTERM, SIGINT and SIGHUP sent to the whole process
+group (systemd's ``KillMode=control-group``, dumb-init, GNU ``timeout``, Ctrl-C) do nothing here;
+the engine drains a worker through its control word and ends it with SIGKILL when it must. Its
+parent (the zygote) dying ends it: at once on Linux (``PR_SET_PDEATHSIG``: SIGKILL, even in the
+middle of a handler), and elsewhere within :data:`IDLE_WAIT_S` of its next idle moment.
+
+Failures. A handler that raises (anything but Retry and Reject) has its traceback logged,
+within a budget (:mod:`goraxfast.core.ratelimit`: the first few in full, then one a minute and
+one line counting the rest), so that a failing deploy cannot flood the log; the result's reason
+is ``"Type: text"`` on one line. Nothing is logged for a success.
 """
 
 from __future__ import annotations
@@ -12,16 +23,19 @@ import asyncio
 import bisect
 import contextlib
 import functools
+import logging
 import os
 import signal
 import sys
 import time
 import traceback
 from collections.abc import Callable
+from types import FrameType
 from typing import Any, NoReturn
 
 from goraxfast.core import counters as C
-from goraxfast.core.message import decode_message, decode_trusted_message
+from goraxfast.core.message import ExecutionMessage, decode_message, decode_trusted_message
+from goraxfast.core.ratelimit import LogBudget, Suppressed
 from goraxfast.core.records import DELIVERY_DECODER, RESULT_ENCODER, Delivery, Result
 from goraxfast.core.retry import Outcome
 from goraxfast.handler import BoundHandler, DeliveryInfo, Reject, Retry, call_args
@@ -33,6 +47,11 @@ EXIT_INIT_FAILED = 71  # the user's worker_init raised: the worker cannot start
 IDLE_WAIT_S = 0.25  # how often an idle worker checks for drain/orphaning
 NOTIFY_EVERY_NS = 1_000_000  # a busy worker still wakes the parent at least every 1 ms
 REASON_MAX_CHARS = 1000
+#: Left to the parent: a process group's signal must not kill a child while the parent drains.
+SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+log = logging.getLogger(__name__)
 
 
 def run_worker(
@@ -48,6 +67,9 @@ def run_worker(
     code = EXIT_CRASHED
     try:
         _reset_inherited_state()
+        if not die_with_parent(parent_pid):
+            code = EXIT_OK  # orphaned before it could start
+            return  # type: ignore[misc]  # the finally clause exits
         if worker_init is not None:
             try:
                 worker_init(index)
@@ -56,7 +78,11 @@ def run_worker(
                 code = EXIT_INIT_FAILED
                 return  # type: ignore[misc]  # the finally clause exits
         runner = _AsyncWorker if bound.is_async else _SyncWorker
-        code = runner(seat, bound, index, parent_pid, process_timeout_s).run()
+        worker = runner(seat, bound, index, parent_pid, process_timeout_s)
+        code = worker.run()
+        worker.log_suppressed(final=True)
+    except SystemExit as exc:  # raised by the worker's own loop when it finds itself orphaned
+        code = exc.code if isinstance(exc.code, int) else EXIT_CRASHED
     except BaseException:
         traceback.print_exc()
     finally:
@@ -71,14 +97,47 @@ def _reset_inherited_state() -> None:
     """Undo what the fork copied from the parent that would misfire here.
 
     An inherited ``signal.set_wakeup_fd`` would write this process's signal numbers into the
-    parent's event loop (a SIGTERM here would stop the parent). Ctrl-C reaches the whole process
-    group; only the parent decides what it means, so the worker ignores SIGINT.
+    parent's event loop (a SIGTERM here would stop the parent).
+    """
+    leave_shutdown_to_parent()
+    asyncio.events._set_running_loop(None)
+
+
+def _shutdown_is_the_parents(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM, SIGINT, SIGHUP in a child: nothing to do (see :func:`leave_shutdown_to_parent`)."""
+
+
+def leave_shutdown_to_parent() -> None:
+    """Make SIGTERM, SIGINT and SIGHUP harmless in this (child) process; SIGCHLD default.
+
+    A Python-level no-op handler, not ``SIG_IGN``: an ignored signal stays ignored across
+    ``exec``, so a program a handler starts (``subprocess``) would ignore SIGTERM too, while a
+    handler is reset to the default by ``exec``. ``siginterrupt(False)`` (SA_RESTART) keeps a
+    handler's blocking calls in C libraries from seeing EINTR when a group signal arrives.
     """
     signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for sig in SHUTDOWN_SIGNALS:
+        signal.signal(sig, _shutdown_is_the_parents)
+        signal.siginterrupt(sig, False)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    asyncio.events._set_running_loop(None)
+
+
+def die_with_parent(parent_pid: int) -> bool:
+    """Ask Linux to SIGKILL this process when its parent dies (``prctl(PR_SET_PDEATHSIG)``).
+
+    The kernel's notice covers what polling ``os.getppid()`` cannot: a sync handler that runs
+    for minutes. It fires when the parent *thread* that forked us ends; a worker's parent is the
+    single-threaded zygote, so that is the zygote's death. Elsewhere (macOS) this does nothing
+    and the idle checks of ``os.getppid()`` remain. Returns False when the parent is already
+    gone (it died between the fork and this call): the caller leaves at once.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    return os.getppid() == parent_pid
 
 
 _OUTCOME_COUNTER = {
@@ -99,8 +158,14 @@ _SUCCESS = int(Outcome.SUCCESS)
 
 
 def _failure_reason(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text[:REASON_MAX_CHARS]
+    """``"ValueError: bad input"``: the exception's type and text on one line (the parent logs
+    it and the DLQ copy carries it), bounded."""
+    try:
+        text = str(exc)
+    except Exception:  # an exception whose __str__ raises must not take the worker down
+        text = "<unprintable>"
+    line = " ".join(f"{type(exc).__name__}: {text}".split()) if text else type(exc).__name__
+    return line[:REASON_MAX_CHARS]
 
 
 def outcome_of(exc: BaseException | None) -> tuple[Outcome, float, str]:
@@ -133,6 +198,44 @@ class _WorkerBase:
         self.up = seat.up.producer()
         self.counters[C.PID] = os.getpid()
         self._last_notify_ns = 0
+        self.tracebacks = LogBudget()
+
+    def log_failure(
+        self, d: Delivery, exc: BaseException, msg: ExecutionMessage | None = None
+    ) -> None:
+        """Log a failed handler's traceback, within the budget (Retry and Reject are outcomes
+        the handler chose: not logged here; the parent logs every failed attempt in one line)."""
+        if isinstance(exc, (Retry, Reject)):
+            return
+        admission = self.tracebacks.admit(time.monotonic())
+        if admission.summary is not None:
+            self._log_summary(admission.summary)
+        if admission.full:
+            tenant = f", tenant {msg.tenant_id}, execution {msg.execution_id}" if msg else ""
+            log.error(
+                "handler %s raised on message %s (receive count %d%s, worker %d)",
+                self.bound.describe(),
+                d.message_id,
+                d.receive_count,
+                tenant,
+                self.index,
+                exc_info=exc,
+            )
+
+    def log_suppressed(self, *, final: bool = False) -> None:
+        """The count of tracebacks left out, once it is due (or, ``final``, whatever is left)."""
+        now = time.monotonic()
+        summary = self.tracebacks.flush(now) if final else self.tracebacks.due(now)
+        if summary is not None:
+            self._log_summary(summary)
+
+    def _log_summary(self, summary: Suppressed) -> None:
+        log.error(
+            "%d more handler tracebacks suppressed in the last %.0f s (worker %d)",
+            summary.count,
+            summary.window_s,
+            self.index,
+        )
 
     def draining(self) -> bool:
         return bool(self.counters[C.CONTROL] == C.CONTROL_DRAIN)
@@ -202,11 +305,14 @@ class _SyncWorker(_WorkerBase):
         control, drain, heartbeat = C.CONTROL, C.CONTROL_DRAIN, C.HEARTBEAT_NS
         busy_slot, busy_since, started = C.BUSY_SLOT, C.BUSY_SINCE_NS, C.STARTED
         succeeded, ns_total, hist = C.SUCCEEDED, C.HANDLER_NS_TOTAL, C.HIST_BASE
+        tracebacks = self.tracebacks
         while True:
             c[heartbeat] = monotonic_ns()
             raw = get()
             if raw is None:
                 self.notify()
+                if tracebacks.suppressed:
+                    self.log_suppressed()
                 if c[control] == drain:
                     return EXIT_OK
                 # Only a wait that timed out can mean the parent is gone (it rings otherwise);
@@ -222,6 +328,7 @@ class _SyncWorker(_WorkerBase):
             c[busy_slot] = d.slot
             c[busy_since] = start
             c[started] += 1
+            msg = None
             try:
                 msg = decode_body(d.body)
                 if wants_info:
@@ -230,6 +337,7 @@ class _SyncWorker(_WorkerBase):
                     func(msg)
             except BaseException as exc:  # any ending of a handler is an outcome, SystemExit too
                 self.record(self.failed(d, exc, start))
+                self.log_failure(d, exc, msg)
                 continue
             c[busy_since] = 0
             end = monotonic_ns()
@@ -288,6 +396,8 @@ class _AsyncWorker(_WorkerBase):
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
                 self.notify()
+                if self.tracebacks.suppressed:
+                    self.log_suppressed()
                 if (self.draining() and not tasks) or self.orphaned():
                     return EXIT_OK
                 with contextlib.suppress(TimeoutError):
@@ -301,11 +411,14 @@ class _AsyncWorker(_WorkerBase):
         c[C.STARTED] += 1
         deadline = asyncio.timeout(self.process_timeout_s)
         failure: BaseException | None = None
+        msg = None
         try:
             msg = decode_message(d.body, validate=False)
             async with deadline:
                 await self.bound.func(*call_args(self.bound, msg, self.info(d)))
-        except Exception as exc:
+        except asyncio.CancelledError:
+            raise  # the worker's loop is ending: not the handler's outcome
+        except BaseException as exc:  # any ending of a handler is an outcome, SystemExit too
             failure = exc
         outcome, delay, reason = outcome_of(failure)
         if isinstance(failure, TimeoutError) and deadline.expired():
@@ -315,3 +428,5 @@ class _AsyncWorker(_WorkerBase):
         self.record(
             Result(d.slot, int(outcome), delay, reason, end - start, time.time_ns() // 1_000_000)
         )
+        if failure is not None and outcome is Outcome.FAIL:
+            self.log_failure(d, failure, msg)
