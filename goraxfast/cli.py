@@ -1,18 +1,24 @@
 """The ``goraxfast`` command: provision queues, publish workloads, watch depth and health.
 
 Every subcommand reads the same environment as the engine (shared/SPEC.md §2) through
-:meth:`Config.from_env`, so what works here works for ``goraxfast run``; a bad environment is
-reported in full, every problem at once, with exit code 2 and never a traceback.
+:meth:`Config.from_env`, so what works here works for ``goraxfast run``. A mistake, in a flag or
+in the environment, is never a traceback: every problem is found before anything runs and
+printed as one line (the flag or variable, its value, what is allowed), then the command exits
+with :data:`EXIT_CONFIG`. A closed stdout (``goraxfast stats | head``) ends the command quietly
+with :data:`EXIT_BROKEN_PIPE`.
 
 To add a subcommand, write ``def _cmd(args, config) -> int`` (and, if it takes options, a
 ``def _cmd_args(parser)``) and add one line to :data:`COMMANDS`. A name with a space
-(``"queues create"``) becomes a nested subcommand.
+(``"queues create"``) becomes a nested subcommand. A flag whose value can be wrong gets a
+``type=`` from :func:`flag` so that its mistake is reported with all the others.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -22,40 +28,132 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import msgspec
 
-from goraxfast.adapter import build_message
-from goraxfast.config import Config
-from goraxfast.core.health import HealthStatus
+from goraxfast.config import MISSING_QUEUE, QUEUE_NAME, QUEUE_NAME_RULE, Config, integer, number
 from goraxfast.core.message import ExecutionMessage
-from goraxfast.errors import ConfigError, ConfigProblem, GoraxfastError, MessageError
-from goraxfast.metrics import MetricsCollector
-from goraxfast.publisher import Publisher, PublishResult
-from goraxfast.sqs import SQSClient, SyncSQSClient
+from goraxfast.errors import ConfigError, ConfigProblem, GoraxfastError, HandlerError, MessageError
+from goraxfast.handler import DOTTED_NAME
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
+
+    from goraxfast.core.health import HealthStatus
+    from goraxfast.publisher import PublishResult
+
+# The SQS clients (botocore, aiohttp: most of a second to import) are imported by the commands
+# that use them, so that a mistake is reported, and --help or --version answered, at once.
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the command ran and failed (SQS refused, some messages not published)
+EXIT_CONFIG = 2  # a mistake in a flag or in the environment: nothing was done
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+EXIT_BROKEN_PIPE = 141  # stdout closed by its reader (128 + SIGPIPE, as a shell reports it)
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+SQS_MAX_RECEIVE_COUNT = 1000  # RedrivePolicy maxReceiveCount: 1-1000
+MAX_DEMO_MESSAGES = 1_000_000
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _err(*parts: object) -> None:
     print(*parts, file=sys.stderr)
 
 
+# --- flags whose values are checked with the environment's rules -------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BadFlag:
+    """What a :func:`flag` converter returns instead of raising: argparse would stop at the
+    first bad flag, and print its usage; this way every mistake is listed, one line each."""
+
+    problem: ConfigProblem
+
+
+def flag(name: str, parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse ``type=`` that parses with ``parse`` (a config parser raising ValueError
+    with the allowed range) and turns a refusal into a :class:`BadFlag`."""
+
+    def convert(raw: str) -> Any:
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            return BadFlag(ConfigProblem(name, raw, str(exc)))
+
+    return convert
+
+
+def _queue_name(raw: str) -> str:
+    if not QUEUE_NAME.fullmatch(raw):
+        raise ValueError(f"a queue name: {QUEUE_NAME_RULE}")
+    return raw
+
+
+def _readable_file(raw: str) -> Path:
+    path = Path(raw)
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"a readable JSON-lines file ({exc.strerror or exc})") from None
+    if path.is_dir():
+        raise ValueError("a readable JSON-lines file (this is a directory)")
+    return path
+
+
+def _handler_path(raw: str) -> str:
+    module, sep, attr = raw.partition(":")
+    if not sep or not DOTTED_NAME.fullmatch(module) or not DOTTED_NAME.fullmatch(attr):
+        raise ValueError("MODULE:FUNCTION, like myapp.jobs:handle")
+    return raw
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw.lower() not in options:
+            raise ValueError("one of: " + ", ".join(options))
+        return raw.lower()
+
+    return parse
+
+
+def flag_problems(args: argparse.Namespace) -> list[ConfigProblem]:
+    """Every flag that :func:`flag` refused, in the order the flags are declared."""
+    return [value.problem for value in vars(args).values() if isinstance(value, BadFlag)]
+
+
 # --- queues create ---------------------------------------------------------------------------
 
 
 def _queues_create_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--name", default="goraxfast-executions", help="main queue name")
-    p.add_argument("--dlq-name", help="dead-letter queue name (default: NAME-dlq)")
+    p.add_argument(
+        "--name",
+        default="goraxfast-executions",
+        type=flag("--name", _queue_name),
+        help="main queue name",
+    )
+    p.add_argument(
+        "--dlq-name",
+        type=flag("--dlq-name", _queue_name),
+        help="dead-letter queue name (default: NAME-dlq)",
+    )
     p.add_argument(
         "--max-receive-count",
-        type=int,
+        type=flag("--max-receive-count", integer(1, SQS_MAX_RECEIVE_COUNT)),
         default=10,
         help="receives before SQS itself moves a message to the DLQ; keep it above "
         "QUEUE_MAX_RETRIES so the engine dead-letters first, with the reason (default 10)",
     )
     p.add_argument(
-        "--visibility-timeout", type=int, help="seconds (default: QUEUE_VISIBILITY_TIMEOUT)"
+        "--visibility-timeout",
+        type=flag("--visibility-timeout", integer(0, 43_200)),
+        help="seconds, 0-43200 (default: QUEUE_VISIBILITY_TIMEOUT)",
     )
 
 
@@ -65,7 +163,27 @@ def dlq_name_for(name: str) -> str:
     return f"{stem}-dlq{fifo}"
 
 
+def _queues_create_check(args: argparse.Namespace) -> list[ConfigProblem]:
+    name, dlq_name = args.name, args.dlq_name
+    if isinstance(name, BadFlag) or isinstance(dlq_name, BadFlag):
+        return []
+    if dlq_name is None:
+        derived = dlq_name_for(name)
+        if not QUEUE_NAME.fullmatch(derived):
+            why = f"its DLQ would be {derived!r}, over 80 characters: shorten it or give --dlq-name"
+            return [ConfigProblem("--name", name, why)]
+        return []
+    if name.endswith(".fifo") != dlq_name.endswith(".fifo"):
+        kind = "a FIFO queue (ending .fifo)" if name.endswith(".fifo") else "a standard queue"
+        return [ConfigProblem("--dlq-name", dlq_name, f"{kind}, as --name {name!r} is")]
+    if dlq_name == name:
+        return [ConfigProblem("--dlq-name", dlq_name, "a queue other than --name")]
+    return []
+
+
 def _queues_create(args: argparse.Namespace, config: Config) -> int:
+    from goraxfast.sqs import SyncSQSClient
+
     dlq_name = args.dlq_name or dlq_name_for(args.name)
     visibility = (
         args.visibility_timeout
@@ -93,9 +211,31 @@ def _queues_create(args: argparse.Namespace, config: Config) -> int:
 
 def _publish_args(p: argparse.ArgumentParser) -> None:
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--count", type=int, default=100, help="demo messages to publish")
-    source.add_argument("--file", type=Path, help="JSON lines, one execution mapping per line")
-    p.add_argument("--tenants", type=int, default=5, help="spread demo messages over K tenants")
+    source.add_argument(
+        "--count",
+        type=flag("--count", integer(1, MAX_DEMO_MESSAGES)),
+        default=100,
+        help=f"demo messages to publish, 1-{MAX_DEMO_MESSAGES} (default 100)",
+    )
+    source.add_argument(
+        "--file",
+        type=flag("--file", _readable_file),
+        help="JSON lines, one execution mapping per line",
+    )
+    p.add_argument(
+        "--tenants",
+        type=flag("--tenants", integer(1, MAX_DEMO_MESSAGES)),
+        help="spread demo messages over K tenants (default 5)",
+    )
+
+
+def _publish_check(args: argparse.Namespace) -> list[ConfigProblem]:
+    if args.file is not None and args.tenants is not None:
+        shown = args.tenants.problem.value if isinstance(args.tenants, BadFlag) else args.tenants
+        return [
+            ConfigProblem("--tenants", str(shown), "only with --count (a --file names its tenants)")
+        ]
+    return []
 
 
 def demo_messages(count: int, tenants: int) -> list[ExecutionMessage]:
@@ -115,43 +255,46 @@ def demo_messages(count: int, tenants: int) -> list[ExecutionMessage]:
 
 def read_jsonl(path: Path) -> tuple[list[ExecutionMessage], list[str]]:
     """The good messages of a JSON-lines file, and one ``file:line: reason`` per bad line."""
+    from goraxfast.adapter import build_message
+
     good: list[ExecutionMessage] = []
     bad: list[str] = []
     with path.open(encoding="utf-8", errors="surrogateescape") as lines:
-        for number, line in enumerate(lines, 1):
+        for number_, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
                 data = json.loads(line)
                 good.append(build_message(data))
             except (ValueError, MessageError) as exc:
-                bad.append(f"{path}:{number}: {exc}")
+                bad.append(f"{path}:{number_}: {_one_line(str(exc))}")
     return good, bad
 
 
 async def publish_messages(config: Config, msgs: Sequence[ExecutionMessage]) -> PublishResult:
+    from goraxfast.publisher import Publisher
+
     async with Publisher.from_config(config) as publisher:
         return await publisher.publish_batch(msgs)
 
 
 def _publish(args: argparse.Namespace, config: Config) -> int:
-    config.require_queue()
     bad: list[str] = []
     if args.file is not None:
         try:
             msgs, bad = read_jsonl(args.file)
         except OSError as exc:
-            _err(f"goraxfast publish: cannot read {args.file}: {exc}")
-            return EXIT_FAILED
+            reason = f"a readable JSON-lines file ({exc.strerror or exc})"
+            raise ConfigError([ConfigProblem("--file", str(args.file), reason)]) from exc
     else:
-        msgs = demo_messages(args.count, args.tenants)
+        msgs = demo_messages(args.count, 5 if args.tenants is None else args.tenants)
     for problem in bad:
         _err(problem)
     started = time.perf_counter()
     result = asyncio.run(publish_messages(config, msgs))
     elapsed = time.perf_counter() - started
     for failure in result.failed[:20]:
-        _err(f"failed {failure.execution_id}: {failure.code} {failure.message}")
+        _err(_one_line(f"failed {failure.execution_id}: {failure.code} {failure.message}"))
     rate = len(result.published) / elapsed if elapsed > 0 else 0.0
     print(
         f"published {len(result.published)}, failed {len(result.failed) + len(bad)} "
@@ -162,15 +305,17 @@ def _publish(args: argparse.Namespace, config: Config) -> int:
 
 # --- stats -----------------------------------------------------------------------------------
 
+WATCH_MIN_S, WATCH_MAX_S = 1.0, 86_400.0  # SQS's approximate counts move about once a minute
+
 
 def _stats_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--watch",
         nargs="?",
-        type=float,
+        type=flag("--watch", number(WATCH_MIN_S, WATCH_MAX_S)),
         const=2.0,
         metavar="SECONDS",
-        help="repeat every SECONDS (default 2) until interrupted",
+        help=f"repeat every SECONDS ({WATCH_MIN_S:g}-{WATCH_MAX_S:g}, default 2) until interrupted",
     )
     p.add_argument("--json", action="store_true", help="one JSON document per collection")
 
@@ -194,6 +339,9 @@ def format_stats(status: HealthStatus, queue_url: str, dlq_url: str) -> str:
 
 
 async def _stats_loop(args: argparse.Namespace, config: Config) -> int:
+    from goraxfast.metrics import MetricsCollector
+    from goraxfast.sqs import SQSClient
+
     async with SQSClient(config) as sqs:
         collector = MetricsCollector(
             sqs, queue_url=config.queue_url, dlq_url=config.dlq_url, interval_s=args.watch or 30
@@ -202,7 +350,7 @@ async def _stats_loop(args: argparse.Namespace, config: Config) -> int:
             try:
                 await collector.collect()
             except GoraxfastError as exc:
-                _err(f"goraxfast stats: {exc}")
+                _err(f"goraxfast stats: {_one_line(str(exc))}")
                 if args.watch is None:
                     return EXIT_FAILED
             status = collector.health_status(config.max_queue_depth)
@@ -218,7 +366,6 @@ async def _stats_loop(args: argparse.Namespace, config: Config) -> int:
 
 
 def _stats(args: argparse.Namespace, config: Config) -> int:
-    config.require_queue()
     return asyncio.run(_stats_loop(args, config))
 
 
@@ -229,29 +376,31 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--handler",
         required=True,
+        type=flag("--handler", _handler_path),
         metavar="MODULE:FUNCTION",
         help="the handler to run on every message (the current directory is importable)",
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=flag("--workers", integer(1, 1024)),
         metavar="N",
-        help="worker processes (overrides WORKER_PROCESSES; default: CPU count)",
+        help="worker processes, 1-1024 (overrides WORKER_PROCESSES; default: CPU count)",
     )
 
 
 def _run(args: argparse.Namespace, config: Config) -> int:
     from goraxfast.engine import Engine
+    from goraxfast.handler import bind_handler
 
-    config.require_queue()
     if args.workers is not None:
-        if args.workers < 1:
-            raise ConfigError([ConfigProblem("--workers", str(args.workers), "an integer >= 1")])
         config = config.with_(worker_processes=args.workers)
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # as gunicorn does: the app's own modules resolve
-    logging.getLogger("goraxfast").setLevel(logging.INFO)
-    engine = Engine(config, args.handler)
+    try:
+        bound = bind_handler(args.handler)  # before forking: a handler that cannot load is
+    except HandlerError as exc:  # a mistake of the flag, told in one line
+        raise ConfigError([ConfigProblem("--handler", args.handler, str(exc))]) from exc
+    engine = Engine(config, bound.func)
     return engine.run()
 
 
@@ -263,6 +412,9 @@ class Command:
     help: str
     run: Callable[[argparse.Namespace, Config], int]
     configure: Callable[[argparse.ArgumentParser], None] | None = None
+    check: Callable[[argparse.Namespace], list[ConfigProblem]] | None = None
+    needs_queue: bool = False  # AWS_SQS_QUEUE_URL must be set
+    log_level: str = "warning"  # without -v or --log-level
 
 
 COMMANDS: dict[str, Command] = {
@@ -270,11 +422,22 @@ COMMANDS: dict[str, Command] = {
         "create a main queue and its DLQ with a redrive policy; prints eval-able exports",
         _queues_create,
         _queues_create_args,
+        _queues_create_check,
     ),
-    "publish": Command("publish demo messages or a JSON-lines file", _publish, _publish_args),
-    "stats": Command("queue depths, DLQ depth and health", _stats, _stats_args),
+    "publish": Command(
+        "publish demo messages or a JSON-lines file",
+        _publish,
+        _publish_args,
+        _publish_check,
+        needs_queue=True,
+    ),
+    "stats": Command("queue depths, DLQ depth and health", _stats, _stats_args, needs_queue=True),
     "run": Command(
-        "run the engine: drain the queue with a handler until SIGTERM/SIGINT", _run, _run_args
+        "run the engine: drain the queue with a handler until SIGTERM/SIGINT",
+        _run,
+        _run_args,
+        needs_queue=True,
+        log_level="info",  # the engine's start, stop and failures, and the handler's own INFO
     ),
 }
 
@@ -283,14 +446,59 @@ COMMANDS: dict[str, Command] = {
 GROUPS: dict[str, str] = {"queues": "provision SQS queues"}
 
 
+class UsageError(Exception):
+    """argparse's own refusals (unknown command or flag, missing value), as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # --wat must not quietly mean --watch
+        super().__init__(*args, **kwargs)
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        # argparse swallows OSError here; a closed stdout must end --help like any output.
+        if message:
+            (file or sys.stderr).write(message)
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {_one_line(message)} (see {self.prog} --help)")
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("goraxfast")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _logging_args(p: argparse.ArgumentParser, *, top: bool) -> None:
+    # On the subcommands too (goraxfast run -v); SUPPRESS there, so they do not reset the top's.
+    default: Any = None if top else argparse.SUPPRESS
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="log at INFO level (run: DEBUG)",
+    )
+    p.add_argument(
+        "--log-level",
+        type=flag("--log-level", _choice(*LOG_LEVELS)),
+        default=default,
+        metavar="LEVEL",
+        help="one of " + ", ".join(LOG_LEVELS) + " (default: info for run, else warning)",
+    )
+
+
 def build_parser(commands: dict[str, Command] = COMMANDS) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="goraxfast",
         description="goraxfast: drain SQS queues of gorax workflow executions, fast.",
         epilog="Settings come from the environment (QUEUE_*, AWS_*, WORKER_*; see the README).",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    groups: dict[tuple[str, ...], argparse._SubParsersAction[argparse.ArgumentParser]] = {
+    parser.add_argument("--version", action="version", version=f"goraxfast {version()}")
+    _logging_args(parser, top=True)
+    groups: dict[tuple[str, ...], argparse._SubParsersAction[Any]] = {
         (): parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     }
     for name, command in commands.items():
@@ -304,27 +512,94 @@ def build_parser(commands: dict[str, Command] = COMMANDS) -> argparse.ArgumentPa
                     dest="_".join(prefix), required=True, metavar="COMMAND"
                 )
         sub = groups[words[:-1]].add_parser(words[-1], help=command.help, description=command.help)
+        _logging_args(sub, top=False)
         if command.configure is not None:
             command.configure(sub)
-        sub.set_defaults(_run=command.run)
+        sub.set_defaults(_command=command, _name=name)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _log_level(args: argparse.Namespace, command: Command) -> int:
+    if isinstance(args.log_level, str):
+        return int(getattr(logging, args.log_level.upper()))
+    if args.verbose:
+        return logging.DEBUG if command.log_level == "info" else logging.INFO
+    return int(getattr(logging, command.log_level.upper()))
+
+
+def problems_of(
+    args: argparse.Namespace, command: Command, environ: dict[str, str]
+) -> tuple[Config | None, list[ConfigProblem]]:
+    """The Config, or every mistake at once: flags, then the environment, then what the
+    command needs."""
+    problems = flag_problems(args)
+    if command.check is not None:
+        problems += command.check(args)
+    config: Config | None = None
+    try:
+        config = Config.from_env(environ)
+    except ConfigError as exc:
+        problems += exc.problems
+    queue_refused = any(p.name == MISSING_QUEUE.name for p in problems)
+    if (
+        command.needs_queue
+        and not environ.get(MISSING_QUEUE.name, "").strip()
+        and not queue_refused
+    ):
+        problems.append(MISSING_QUEUE)
+    return config, problems
+
+
+def _report(prefix: str, problems: Sequence[ConfigProblem]) -> int:
+    for problem in problems:
+        _err(f"{prefix}: {_one_line(str(problem))}")
+    return EXIT_CONFIG
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        _err(str(exc))
+        return EXIT_CONFIG
+    command: Command = args._command
+    prefix = f"goraxfast {args._name}"
+    config, problems = problems_of(args, command, dict(os.environ))
+    if problems or config is None:
+        return _report(prefix, problems)
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=_log_level(args, command),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        config = Config.from_env(os.environ)
-        code: int = args._run(args, config)
-        return code
-    except ConfigError as exc:
-        _err(f"goraxfast: {exc}")
-        return EXIT_CONFIG
+        return command.run(args, config)
+    except ConfigError as exc:  # found only on the way (the health port in use, a CA bundle)
+        return _report(prefix, exc.problems)
     except GoraxfastError as exc:
-        _err(f"goraxfast {args.command}: {exc}")
+        _err(f"{prefix}: {_one_line(str(exc))}")
         return EXIT_FAILED
+
+
+def _silence_stdout() -> None:
+    """Point stdout (and stderr) at /dev/null, so that the interpreter's last flush of what
+    is still buffered cannot fail a second time on the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            code = _main(argv)
+        except SystemExit as exc:  # argparse's --help and --version
+            code = exc.code if isinstance(exc.code, int) else EXIT_OK
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -66,8 +68,17 @@ class BoundHandler:
         return f"{module}:{name}"
 
 
+#: ``package.module`` or ``attribute.path``: the two halves of a handler path.
+DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
 def bind_handler(handler: Handler | str) -> BoundHandler:
-    """Accept a callable or a ``module:function`` path; a handler takes (message) or (message, info)."""
+    """Accept a callable or a ``module:function`` path; a handler takes (message) or (message, info).
+
+    A callable that could never be called that way (no positional parameter, more than two
+    required ones, a required keyword-only one) is refused here, once, rather than failing
+    every message with a TypeError.
+    """
     func = load_handler(handler) if isinstance(handler, str) else handler
     if not callable(func):
         raise HandlerError(f"handler {func!r} is not callable")
@@ -75,26 +86,57 @@ def bind_handler(handler: Handler | str) -> BoundHandler:
         getattr(func, "__call__", None)  # noqa: B004 - callable objects with async __call__
     )
     try:
-        params = [
-            p
-            for p in inspect.signature(func).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
-        ]
-    except (TypeError, ValueError):
-        params = []
+        signature: inspect.Signature | None = inspect.signature(func)
+    except (TypeError, ValueError):  # some builtins have none: take them on trust
+        signature = None
+    every = list(signature.parameters.values()) if signature is not None else []
+    params = [
+        p for p in every if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    if signature is not None and not _callable_as_handler(every):
+        name = getattr(func, "__qualname__", repr(func))
+        raise HandlerError(
+            f"handler {name}{signature} cannot be called as (message) or (message, info)"
+        )
     wants_info = len(params) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
     return BoundHandler(func=func, is_async=is_async, wants_info=wants_info)
 
 
+def _callable_as_handler(params: list[inspect.Parameter]) -> bool:
+    empty = inspect.Parameter.empty
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    takes_any = any(p.kind is p.VAR_POSITIONAL for p in params)
+    required = [p for p in positional if p.default is empty]
+    required_keywords = [p for p in params if p.kind is p.KEYWORD_ONLY and p.default is empty]
+    return (bool(positional) or takes_any) and len(required) <= 2 and not required_keywords
+
+
 def load_handler(path: str) -> Handler:
-    """Import ``module:function`` (dotted attributes allowed after the colon)."""
+    """Import ``module:function`` (dotted attributes allowed after the colon).
+
+    Every failure is one :class:`HandlerError` line: a path of the wrong shape, a module that is
+    not there, a module that raised while importing (with the exception and where it was
+    raised), a missing attribute, something not callable.
+    """
     module_name, sep, attr_path = path.partition(":")
-    if not sep or not module_name or not attr_path:
+    if not sep or not DOTTED_NAME.fullmatch(module_name) or not DOTTED_NAME.fullmatch(attr_path):
         raise HandlerError(f"handler {path!r} must look like 'package.module:function'")
     try:
         obj: Any = importlib.import_module(module_name)
-    except Exception as exc:
-        raise HandlerError(f"cannot import handler module {module_name!r}: {exc}") from exc
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise HandlerError(
+                f"cannot import handler module {module_name!r}: there is no module {missing!r} "
+                "(looked in the current directory and the installed packages)"
+            ) from exc
+        raise HandlerError(
+            f"cannot import handler module {module_name!r}: importing it raised {_where(exc)}"
+        ) from exc
+    except (Exception, SystemExit) as exc:
+        raise HandlerError(
+            f"cannot import handler module {module_name!r}: importing it raised {_where(exc)}"
+        ) from exc
     for part in attr_path.split("."):
         try:
             obj = getattr(obj, part)
@@ -103,6 +145,18 @@ def load_handler(path: str) -> Handler:
     if not callable(obj):
         raise HandlerError(f"handler {path!r} is not callable")
     return obj  # type: ignore[no-any-return]
+
+
+def _where(exc: BaseException) -> str:
+    """``Type: text (file:line)`` on one line: where the import went wrong."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{type(exc).__name__}: {exc.msg} ({exc.filename}:{exc.lineno})"
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    frames = traceback.extract_tb(exc.__traceback__)
+    inner = [f for f in frames if "importlib" not in f.filename]
+    if inner:
+        return f"{text} ({inner[-1].filename}:{inner[-1].lineno})"
+    return text
 
 
 def call_args(

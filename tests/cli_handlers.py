@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -24,3 +25,12 @@ def fail(msg, info):  # type: ignore[no-untyped-def]
         info.receive_count,
     )
     raise ValueError(f"boom-{msg.execution_id}")
+
+
+def logs_then_fails(msg, info):  # type: ignore[no-untyped-def]
+    """Logs through the app's own logger at three levels, then raises."""
+    log = logging.getLogger("myapp.jobs")
+    log.debug("debug detail of %s", msg.execution_id)
+    log.info("handling %s", msg.execution_id)
+    log.warning("about to fail on %s", msg.execution_id)
+    raise ValueError(f"bad input in {msg.execution_id}")
