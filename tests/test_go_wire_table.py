@@ -168,13 +168,11 @@ READ_TABLE: list[Reads | Refuses] = [
         go="accepted",
         expect={"enqueued_at": "2024-02-29T10:00:00Z"},
     ),
-    Refuses(
-        "year 1 east of UTC lands before year 1 in UTC",
+    Reads(
+        "year 1 east of UTC, before year 1 in UTC, keeps its offset",
         body(enqueued_at=b'"0001-01-01T00:30:00+01:00"'),
-        go="accepted: an instant 30 minutes before the zero time",
-        error=MessageDecodeError,
-        match=r"`enqueued_at`.*before 0001-01-01T00:00:00Z",
-        differs="Python's datetime has no year 0; the instant cannot be held or written in UTC",
+        go="accepted: 30 minutes before the zero time, in +01:00; Marshal writes it back so",
+        expect={"enqueued_at": "0001-01-01T00:30:00+01:00", "enqueued_at_ns": -62135598600 * 10**9},
     ),
     Refuses(
         "year 0 in UTC",
@@ -182,15 +180,21 @@ READ_TABLE: list[Reads | Refuses] = [
         go="accepted",
         error=MessageDecodeError,
         match=r"`enqueued_at`.*before 0001-01-01T00:00:00Z",
-        differs="Python's datetime has no year 0",
+        differs="Python's datetime has no year 0, in UTC or in any offset it allows",
+    ),
+    Reads(
+        "year 9999 west of UTC, after 9999 in UTC, keeps its offset",
+        body(enqueued_at=b'"9999-12-31T23:30:00.000000001-01:00"'),
+        go="accepted, in -01:00; Marshal writes it back so (in UTC it could not: year 10000)",
+        expect={"enqueued_at": "9999-12-31T23:30:00.000000001-01:00"},
     ),
     Refuses(
-        "year 9999 west of UTC lands in year 10000",
-        body(enqueued_at=b'"9999-12-31T23:30:00-01:00"'),
-        go="accepted (but Go's MarshalJSON refuses to write it in UTC: year outside [0,9999])",
+        "before year 1 in UTC with an offset of 24 hours",
+        body(enqueued_at=b'"0001-01-01T00:30:00+24:00"'),
+        go="accepted",
         error=MessageDecodeError,
-        match=r"`enqueued_at`.*after 9999-12-31T23:59:59.999999999Z",
-        differs="not representable in UTC RFC 3339, which is how goraxfast writes it back",
+        match=r"`enqueued_at`.*offset of 24 hours or more",
+        differs="no Python datetime holds it: its year in UTC is 0 and offsets stop below 24 h",
     ),
     Refuses(
         "offset +25:00",
@@ -538,6 +542,8 @@ def test_goraxfast_reads_a_body_as_gorax_does(row: Reads | Refuses) -> None:
         got = getattr(msg, name)
         if name == "enqueued_at":
             got = got.rfc3339()
+        elif name == "enqueued_at_ns":
+            got = msg.enqueued_at_ns
         elif name == "trigger_data":
             got = bytes(got)
         assert got == expected, name
@@ -749,11 +755,18 @@ WRITE_TABLE: list[Writes | Refused] = [
         go="null would read as the zero time: not what the caller meant",
         match="`enqueued_at` must be a datetime, got NoneType",
     ),
-    Refused(
-        "a time before year 1 in UTC",
+    Writes(
+        "a time before year 1 in UTC keeps its offset",
         built(enqueued_at=datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1)))),
-        go="json.Marshal writes 0001-01-01T00:30:00+01:00; goraxfast writes UTC, year 0",
-        match="`enqueued_at`",
+        go="json.Marshal writes the same text; in UTC it would be year 0",
+        written=b"{" + _HEAD + b',"workflow_version":1,"trigger_type":"webhook",'
+        b'"enqueued_at":"0001-01-01T00:30:00+01:00"}',
+    ),
+    Refused(
+        "a time before year 1 in UTC with an offset in seconds",
+        built(enqueued_at=datetime(1, 1, 1, 0, 0, tzinfo=timezone(timedelta(seconds=30)))),
+        go="RFC 3339 offsets have no seconds: Go would write +00:00, a different instant",
+        match="`enqueued_at`.*offset has seconds",
     ),
 ]
 

@@ -284,6 +284,14 @@ def test_keys_are_written_in_the_go_struct_order() -> None:
     ]
 
 
+@pytest.mark.parametrize("blank", [b"", b"  \n"], ids=["empty", "blanks"])
+def test_an_empty_raw_trigger_data_assigned_after_construction_is_omitted(blank: bytes) -> None:
+    msg = valid()
+    msg.trigger_data = msgspec.Raw(blank)
+
+    assert "trigger_data" not in json.loads(encode_message(msg))
+
+
 @pytest.mark.parametrize("how", ["new() without trigger_data", "new(trigger_data=b'')", "Raw(b'')"])
 def test_empty_trigger_data_is_omitted_however_the_message_was_built(how: str) -> None:
     common: dict[str, Any] = {

@@ -19,17 +19,20 @@ which :func:`parse_go_time` accepts exactly, is ``YYYY-MM-DDTH[H]:MM:SS[(.|,)dig
 - refused: ``t`` or ``z`` in lower case, a space for ``T``, no offset at all, leap second 60,
   hour 24, anything before or after.
 
-goraxfast keeps every instant in UTC (shared/SPEC.md §1). Go can also hold instants that UTC
-puts before year 1 (``0001-01-01T00:30:00+01:00``) or after 9999 (``9999-12-31T23:30:00-01:00``);
-a Python ``datetime`` cannot, and Go's own ``MarshalJSON`` refuses to write a year past 9999, so
-those are refused with the reason rather than approximated.
+goraxfast keeps every instant in UTC and writes it with ``Z`` (shared/SPEC.md §1), with one
+exception: an instant that UTC puts before year 1 or after 9999, which Go holds (and its
+``MarshalJSON`` writes back in its own offset) but neither a UTC ``datetime`` nor a four-digit UTC
+year can, stays in the offset it came with (``0001-01-01T00:30:00+01:00``: 30 minutes before
+Go's zero time), and is written back that way, exactly as Go does. What Python cannot hold in any
+offset is refused with the reason: a year 0 that stays year 0, or such an instant with an offset
+of 24 hours or more (Go's ``+24:00`` to ``+24:60``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any, cast
 
 #: The latest instant Go writes as RFC 3339 and a Python datetime holds, in UTC.
@@ -55,6 +58,7 @@ class UTCTimestamp(datetime):
     ``Nanosecond()``) or :attr:`unix_ns` (Go's ``UnixNano()``), and compared by ``==`` and ``<``.
     ``microsecond`` is the truncated value, so ``.999999999Z`` stays in its own second.
     Arithmetic (``+``, ``-``, ``replace``) works to the microsecond, as ``datetime`` does.
+    Its zone is UTC, except for an instant UTC cannot hold (see the module docstring).
     """
 
     __slots__ = ("_sub_us",)
@@ -62,15 +66,28 @@ class UTCTimestamp(datetime):
 
     @classmethod
     def of(cls, value: datetime) -> UTCTimestamp:
-        """``value`` in UTC (a naive one is taken as UTC); ValueError if UTC has no such year."""
+        """``value`` in UTC (a naive one is taken as UTC), to the nanosecond.
+
+        An instant UTC cannot hold (before year 1 or after 9999, reachable only through an
+        offset) stays in its own offset, as Go's ``time.Time`` keeps it; ValueError if that
+        offset has seconds, which RFC 3339 cannot write.
+        """
         if type(value) is cls and value.tzinfo is UTC:
             return value
         sub = _sub_of(value)
+        zone: tzinfo = UTC
         try:
             if value.tzinfo is not None and value.utcoffset():
                 value = value.astimezone(UTC)
         except OverflowError:
-            raise ValueError(f"{value.isoformat()} is outside years 1-9999 in UTC") from None
+            offset = value.utcoffset()
+            assert offset is not None
+            if offset % timedelta(minutes=1):
+                raise ValueError(
+                    f"{value.isoformat()} is outside years 1-9999 in UTC, and its offset has "
+                    "seconds, which RFC 3339 cannot write"
+                ) from None
+            zone = timezone(offset)
         stamp = cls(
             value.year,
             value.month,
@@ -79,7 +96,7 @@ class UTCTimestamp(datetime):
             value.minute,
             value.second,
             value.microsecond,
-            UTC,
+            zone,
         )
         if sub:
             stamp._sub_us = sub
@@ -111,6 +128,7 @@ class UTCTimestamp(datetime):
     def rfc3339(self) -> str:
         """Go's ``time.RFC3339Nano`` in UTC: ``Z``, the fraction's trailing zeros trimmed."""
         t = self if self.tzinfo is UTC else UTCTimestamp.of(self)
+        zone = "Z" if t.tzinfo is UTC else _zone(t)
         key = (t.year, t.month, t.day, t.hour, t.minute, t.second)
         head = _HEADS.get(key)
         if head is None:  # formatting costs ~4 times the lookup: once per second is enough
@@ -119,8 +137,8 @@ class UTCTimestamp(datetime):
             head = _HEADS[key] = "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}".format(*key)
         ns = t.microsecond * 1000 + getattr(t, "_sub_us", 0)
         if ns:
-            return f"{head}.{ns:09d}".rstrip("0") + "Z"
-        return head + "Z"
+            return f"{head}.{ns:09d}".rstrip("0") + zone
+        return head + zone
 
     def __repr__(self) -> str:
         if self.tzinfo is UTC:
@@ -167,6 +185,15 @@ class UTCTimestamp(datetime):
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         """Pickle and ``copy`` keep the nanoseconds (datetime's own reduce would drop the slot)."""
         return (_restore, (*_fields(self), self.microsecond, self.tzinfo, _sub_of(self)))
+
+
+def _zone(t: datetime) -> str:
+    """An offset as RFC 3339 writes it: ``+hh:mm``."""
+    offset = t.utcoffset()
+    assert offset is not None
+    minutes = offset // timedelta(minutes=1)
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 def _restore(
@@ -280,14 +307,19 @@ def _parse_slow(text: str) -> UTCTimestamp:
         if year == 0:
             utc -= timedelta(days=_DAYS_IN_400_YEARS)
     except OverflowError:
-        side = "before " + FIRST_INSTANT if year <= 1 else "after " + LAST_INSTANT
-        raise ValueError(
-            f"{_shown(text)} is {side} in UTC, which goraxfast cannot hold or write back"
-        ) from None
-    stamp = UTCTimestamp(*_fields(utc), utc.microsecond, UTC)
+        if year == 0 or not -86_400 < offset_s < 86_400:
+            side = "before " + FIRST_INSTANT if year <= 1 else "after " + LAST_INSTANT
+            raise ValueError(
+                f"{_shown(text)} is {side} in UTC, and a Python datetime cannot hold it "
+                + ("in year 0 either" if year == 0 else "with an offset of 24 hours or more")
+            ) from None
+        # Go holds it; UTC in years 1-9999 cannot: it stays in its own offset, as in Go, and is
+        # written back so (0001-01-01T00:30:00+01:00, 30 minutes before Go's zero time).
+        utc = wall.replace(year=year, tzinfo=timezone(timedelta(seconds=offset_s)))
+    stamp = UTCTimestamp(*_fields(utc), utc.microsecond, utc.tzinfo)
     if ns % 1000:
         stamp._sub_us = ns % 1000
-    if sign is None and len(m.group(4)) == 2 and separator != ",":
+    if sign is None and len(m.group(4)) == 2 and separator != "," and year:
         # A canonical UTC head: remember its second for the hot path.
         if len(_SECONDS) >= _SECONDS_MAX:
             _SECONDS.clear()

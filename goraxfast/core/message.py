@@ -87,9 +87,10 @@ class ExecutionMessage(msgspec.Struct, omit_defaults=True, kw_only=True):
 
     ``enqueued_at`` is always a :class:`UTCTimestamp`: the aware UTC ``datetime`` handler authors
     had, which also keeps the nanoseconds gorax writes, so decode then encode returns the same
-    instant to the nanosecond; :attr:`enqueued_at_ns` gives them as one exact integer. Given by
-    hand, a naive ``datetime`` is taken as UTC, an aware one converted, and a ``str`` read as
-    gorax's RFC 3339 text.
+    instant to the nanosecond; :attr:`enqueued_at_ns` gives them as one exact integer. (An
+    instant UTC cannot hold, before year 1 or after 9999, keeps its own offset, as in Go: see
+    :mod:`goraxfast.core.gotime`.) Given by hand, a naive ``datetime`` is taken as UTC, an aware
+    one converted, and a ``str`` read as gorax's RFC 3339 text.
     """
 
     # default_factory, not a plain default: omit_defaults never omits these, as Go never does
@@ -275,11 +276,11 @@ def encode_message(msg: ExecutionMessage) -> bytes:
         msg.enqueued_at = _wire_time(t)
     raw: Any = msg.trigger_data
     if raw is not _EMPTY_RAW:
-        if type(raw) is not _Raw:
-            raw = msg.trigger_data = _raw_of(raw)
+        if type(raw) is not _Raw or not len(raw):
+            raw = msg.trigger_data = _raw_of(raw)  # the one empty payload, which is omitted
         if raw is not _EMPTY_RAW:
             value = checked_trigger_data(raw)
-            if len(value) != len(raw):
+            if value is _EMPTY_RAW or len(value) != len(raw):
                 msg.trigger_data = value
     try:
         return _ENCODER.encode(msg)
