@@ -4,6 +4,7 @@ The public surface is re-exported here; everything else is an implementation mod
 """
 
 from goraxfast.config import Config
+from goraxfast.core.gotime import UTCTimestamp
 from goraxfast.core.message import ExecutionMessage, decode_message, encode_message
 from goraxfast.errors import (
     ConfigError,
@@ -11,6 +12,7 @@ from goraxfast.errors import (
     GoraxfastError,
     HandlerError,
     MessageDecodeError,
+    MessageEncodeError,
     MessageError,
     MessageTooLargeError,
     QueueDoesNotExistError,
@@ -52,6 +54,7 @@ __all__ = [  # noqa: RUF022 - public names first, then the lazy ones
     "GoraxfastError",
     "HandlerError",
     "MessageDecodeError",
+    "MessageEncodeError",
     "MessageError",
     "MessageTooLargeError",
     "QueueDoesNotExistError",
@@ -59,6 +62,7 @@ __all__ = [  # noqa: RUF022 - public names first, then the lazy ones
     "Reject",
     "Retry",
     "SQSError",
+    "UTCTimestamp",
     "ValidationError",
     "__version__",
     "decode_message",

@@ -374,6 +374,7 @@ class Engine:
                 metrics_text=self.prometheus_text,
                 health=self.health_status,
                 ready=self.readiness,
+                live=self.liveness,
             )
             await self.http.start()
         self._tasks = [

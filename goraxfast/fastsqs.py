@@ -54,6 +54,7 @@ from goraxfast.dataplane import (
 from goraxfast.errors import SQSError
 from goraxfast.fasthttp import HTTPError, HTTPPool, ResponseTimeout
 from goraxfast.sqs import (
+    _DEPTH_ATTRIBUTES,
     RECEIVE_SYSTEM_ATTRIBUTES,
     SQS_DEFAULT_MAX_MESSAGE_BYTES,
     SQS_MAX_WAIT_S,
@@ -61,10 +62,12 @@ from goraxfast.sqs import (
     BatchFailure,
     BatchResult,
     DataPlane,
+    QueueAttributes,
     ReceivedMessage,
     SendEntry,
     check_batch_size,
     message_args,
+    queue_attributes_of,
     send_payload,
     wrap_error,
 )
@@ -157,6 +160,7 @@ class SendResponse(msgspec.Struct):
 
 
 encode = msgspec.json.Encoder().encode
+decode_queue_attributes = msgspec.json.Decoder(dict[str, dict[str, str]]).decode
 decode_receive = msgspec.json.Decoder(ReceiveResponse, strict=False).decode
 decode_attributes = msgspec.json.Decoder(dict[str, WireAttribute] | None).decode
 decode_batch = msgspec.json.Decoder(BatchResponse).decode
@@ -357,6 +361,14 @@ class FastSQSClient(AsyncQueueClient):
             return BatchResult((), ())
         request = BatchRequest(queue_url, send_request(send_payload(entries)))
         return await self._batch("SendMessageBatch", queue_url, request, replay_safe=False)
+
+    async def queue_attributes(self, queue_url: str | None = None) -> QueueAttributes:
+        """Depths and MaximumMessageSize (the publisher sizes its batches by the latter)."""
+        url = self._url(queue_url)
+        body = encode({"QueueUrl": url, "AttributeNames": _DEPTH_ATTRIBUTES})
+        raw = await self._call("GetQueueAttributes", url, body)
+        answer = self._decode(decode_queue_attributes, raw, "GetQueueAttributes", url)
+        return queue_attributes_of(answer.get("Attributes", {}))
 
     # -- single-message calls (cheap to offer; the publisher and tests use them) -----------------
 

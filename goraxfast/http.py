@@ -97,6 +97,7 @@ class HealthServer:
         metrics_text: Callable[[], str],
         health: Callable[[], HealthStatus],
         ready: Callable[[], tuple[bool, str]],
+        live: Callable[[], tuple[bool, str]] = lambda: (True, "ok"),
         read_timeout_s: float = 5.0,
         max_request_bytes: int = 8192,
     ) -> None:
@@ -105,6 +106,7 @@ class HealthServer:
         self._metrics_text = metrics_text
         self._health = health
         self._ready = ready
+        self._live = live
         self.read_timeout_s = read_timeout_s
         self.max_request_bytes = max_request_bytes
         self._server: asyncio.Server | None = None
@@ -112,7 +114,7 @@ class HealthServer:
         self._routes: dict[str, Callable[[], Response]] = {
             "/metrics": self._get_metrics,
             "/health": self._get_health,
-            "/health/live": lambda: (200, _TEXT, b"ok\n", {}),
+            "/health/live": self._get_live,
             "/health/ready": self._get_ready,
         }
 
@@ -225,6 +227,10 @@ class HealthServer:
         status = self._health()
         body = json.dumps(status.to_dict()).encode()
         return (200 if status.healthy else 503), _JSON, body, {}
+
+    def _get_live(self) -> Response:
+        alive, reason = self._live()
+        return _plain(200 if alive else 503, reason or ("ok" if alive else "not alive"))
 
     def _get_ready(self) -> Response:
         ready, reason = self._ready()

@@ -34,7 +34,6 @@ from goraxfast.sqs import (
     BatchResult,
     QueueAttributes,
     SendEntry,
-    SQSClient,
     SyncSQSClient,
     entry_size,
     is_retryable,
@@ -206,6 +205,8 @@ class PublishingClient(Protocol):
         max_bytes: int | None = None,
     ) -> BatchResult: ...
 
+    async def queue_attributes(self, queue_url: str | None = None) -> QueueAttributes: ...
+
     async def start(self) -> Any: ...
 
     async def close(self) -> None: ...
@@ -259,12 +260,7 @@ class Publisher(_PublishCore):
     async def _queue_limit(self, config: Config) -> int:
         url = config.queue_url
         try:
-            reader = getattr(self.client, "queue_attributes", None)
-            if reader is not None:
-                attrs: QueueAttributes = await reader(url)
-            else:  # a client without control calls (the fast one): botocore's, for this one
-                async with SQSClient(config) as control:
-                    attrs = await control.queue_attributes(url)
+            attrs: QueueAttributes = await self.client.queue_attributes(url)
         except Exception as exc:  # whatever the reason (SQS, credentials, network): not fatal
             return _fallback_limit(url, exc)
         return _limit_of(attrs, url)

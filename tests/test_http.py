@@ -258,3 +258,22 @@ async def test_a_server_whose_start_failed_starts_once_the_port_is_free(state: S
 async def test_the_url_of_an_ipv6_endpoint_brackets_the_address(state: State) -> None:
     srv = _server_on(state, "::1", 8081)
     assert srv.url == "http://[::1]:8081"
+
+
+async def test_live_is_503_with_the_reason_once_the_engine_says_it_is_not_alive(
+    state: State,
+) -> None:
+    srv = HealthServer(
+        HOST,
+        0,
+        metrics_text=state.text,
+        health=state.health,
+        ready=lambda: state.ready,
+        live=lambda: (False, "the worker zygote has gone away"),
+    )
+    await srv.start()
+    try:
+        reply = await fetch(srv, "/health/live")
+    finally:
+        await srv.stop()
+    assert reply.status == 503 and b"zygote" in reply.body
