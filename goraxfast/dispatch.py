@@ -24,7 +24,7 @@ from goraxfast.core.bursts import BurstSizer
 from goraxfast.core.deadletter import DeadLetter
 from goraxfast.core.leases import LeaseBook
 from goraxfast.core.limiter import Admission, TenantLimiter
-from goraxfast.core.message import decode_message
+from goraxfast.core.message import accepted_tenant, decode_message
 from goraxfast.core.ratelimit import LogBudget
 from goraxfast.core.records import DELIVERY_DECODER, DELIVERY_ENCODER, RESULT_DECODER, Delivery
 from goraxfast.core.retry import Action, ActionKind, Outcome, RetryPolicy
@@ -175,7 +175,7 @@ class Dispatcher:
         for m in messages:
             problem = ""
             try:
-                tenant = decode_message(m.body).tenant_id
+                tenant = accepted_tenant(m.body)
             except Exception as exc:  # MessageError by contract; anything else is poison too
                 tenant, problem = "", f"{type(exc).__name__}: {exc}"
             h = held_of(m, slot, tenant)

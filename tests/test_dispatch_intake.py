@@ -80,14 +80,14 @@ def dispatched(seats: list[SeatState]) -> int:
 def test_any_exception_decoding_one_body_dead_letters_that_message_alone(
     seats: list[SeatState], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = dispatch_module.decode_message
+    real = dispatch_module.accepted_tenant
 
-    def decode(body: bytes) -> ExecutionMessage:
+    def decode(body: bytes) -> str:
         if body == b"bomb":
             raise RecursionError("maximum recursion depth exceeded")
         return real(body)
 
-    monkeypatch.setattr(dispatch_module, "decode_message", decode)
+    monkeypatch.setattr(dispatch_module, "accepted_tenant", decode)
     d = dispatcher(seats)
     messages = batch(3)
     messages[1] = ReceivedMessage("bad", "rh-bad", b"bomb", 1, 0, 0, {})

@@ -32,7 +32,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from goraxfast.core.message import ExecutionMessage, decode_message, encode_message
+from goraxfast.core.message import (
+    ExecutionMessage,
+    accepted_tenant,
+    decode_message,
+    encode_message,
+)
 from goraxfast.errors import MessageDecodeError, MessageEncodeError, MessageError, ValidationError
 
 _BASE: dict[str, bytes] = {
@@ -547,6 +552,18 @@ def test_goraxfast_reads_a_body_as_gorax_does(row: Reads | Refuses) -> None:
         elif name == "trigger_data":
             got = bytes(got)
         assert got == expected, name
+
+
+@pytest.mark.parametrize("row", READ_TABLE, ids=_row_id)
+def test_the_parents_check_gives_the_same_verdict_twice(row: Reads | Refuses) -> None:
+    """The parent asks accepted_tenant, which skips building a message for a plain body whose
+    second it has seen: the first call and the second (the cached one) agree with the table."""
+    for _ in range(2):
+        if isinstance(row, Refuses):
+            with pytest.raises(row.error, match=row.match):
+                accepted_tenant(row.body)
+        else:
+            assert accepted_tenant(row.body) == decode_message(row.body).tenant_id
 
 
 @pytest.mark.parametrize("row", [r for r in READ_TABLE if isinstance(r, Reads)], ids=_row_id)

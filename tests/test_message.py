@@ -743,8 +743,8 @@ def _new(**changes: Any) -> ExecutionMessage:
     return ExecutionMessage.new(**args)
 
 
-def test_constructor_sets_enqueued_at_to_now_in_utc_to_the_nanosecond() -> None:
-    before = time.time_ns()
+def test_constructor_sets_enqueued_at_to_now_in_utc() -> None:
+    before = time.time_ns() // 1000 * 1000  # datetime.now: to the microsecond
     msg = _new()
     after = time.time_ns()
 

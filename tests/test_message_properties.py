@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from goraxfast.core.message import (
     ExecutionMessage,
     UTCTimestamp,
+    accepted_tenant,
     decode_message,
     decode_trusted_message,
     encode_message,
@@ -456,3 +457,26 @@ def test_trigger_data_as_deep_as_go_allows_is_written_and_read_back(depth: int) 
     )
 
     assert bytes(decode_message(encode_message(msg)).trigger_data) == raw
+
+
+def _parent_verdict(body: bytes) -> str | type[MessageError]:
+    try:
+        return accepted_tenant(body)
+    except MessageError:
+        return MessageError
+
+
+def _full_verdict(body: bytes) -> str | type[MessageError]:
+    try:
+        return decode_message(body).tenant_id
+    except MessageError:
+        return MessageError
+
+
+@given(_mutated_bodies() | _deep_json() | st.binary())
+def test_the_parents_shortcut_gives_the_whole_decoders_verdict(body: bytes) -> None:
+    """accepted_tenant (the parent's per-message check) skips building the message for plain
+    bodies; it must accept, refuse and name the tenant exactly as decode_message does, whether
+    or not the body's second was seen before."""
+    expected = _full_verdict(body)  # also teaches the timestamp cache this body's second
+    assert _parent_verdict(body) == expected

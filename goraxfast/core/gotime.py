@@ -286,6 +286,21 @@ def parse_go_time(text: str) -> UTCTimestamp:
     return _parse_slow(text)
 
 
+def is_known_go_time(text: str) -> bool:
+    """True when :func:`parse_go_time` would take its hot path for ``text`` (a second it has
+    already checked, then ``Z`` or ``.digits`` + ``Z``): the text is then valid, and a caller
+    that only needs the verdict (the parent, deciding poison or not) can skip building it."""
+    if text[:19] not in _SECONDS:
+        return False
+    size = len(text)
+    if size == 20:
+        return text[19] == "Z"
+    if size < 22 or text[-1] != "Z" or text[19] != ".":
+        return False
+    digits = text[20:-1]
+    return digits.isdigit() and digits.isascii()
+
+
 def _parse_slow(text: str) -> UTCTimestamp:
     m = _GO_RFC3339.fullmatch(text)
     if m is None:
