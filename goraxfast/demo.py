@@ -205,7 +205,8 @@ def main() -> int:
     try:
         base = Config.from_env(os.environ)
     except ConfigError as exc:
-        print(f"goraxfast demo: {exc}", file=sys.stderr)
+        for problem in exc.problems:  # one line each, as the CLI prints them
+            print(f"goraxfast demo: {problem}", file=sys.stderr)
         return 2
     try:
         with local_server() as server:
