@@ -13,7 +13,59 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from goraxfast.config import Config
 from goraxfast.core.message import ExecutionMessage, encode_message
+
+TESTS = Path(__file__).parent
+
+
+def engine_config(config: Config, **changes: object) -> Config:
+    """The engine tests' Config: small, quick to drain and to stop."""
+    base: dict[str, object] = dict(
+        # One poller unless a test says otherwise: moto's ReceiveMessage checks and marks
+        # visibility without a lock, so two concurrent receives can both get one message (seen
+        # here with either client); SQS does not, and exactly-once assertions would flake.
+        pollers=1,
+        health_port=0,
+        worker_processes=2,
+        wait_time_s=1,
+        poll_interval_s=0.05,
+        retry_base_s=0,
+        retry_max_s=0,
+        shutdown_grace_s=10,
+        metrics_interval_s=5,
+    )
+    base.update(changes)
+    return config.with_(**base)
+
+
+def engine_env(
+    endpoint: str, queue_url: str, dlq_url: str, trace: Path, **extra: str
+) -> dict[str, str]:
+    """The environment of a ``goraxfast run`` under test: nothing of the test runner's AWS or
+    engine settings leaks in; handlers from tests/cli_handlers.py trace to ``trace``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "QUEUE_", "WORKER_", "GORAXFAST_"))
+    }
+    env.update(
+        AWS_ENDPOINT=endpoint,
+        AWS_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_SQS_QUEUE_URL=queue_url,
+        AWS_SQS_DLQ_URL=dlq_url,
+        QUEUE_WAIT_TIME_SECONDS="1",
+        QUEUE_POLL_INTERVAL="0.05",
+        WORKER_HEALTH_PORT="0",
+        WORKER_SHUTDOWN_GRACE_SECONDS="10",
+        GORAXFAST_TEST_TRACE=str(trace),
+        GORAXFAST_TEST_SLEEP="0",
+        PYTHONPATH=str(TESTS),
+    )
+    env.update(extra)
+    return env
 
 
 def publish(

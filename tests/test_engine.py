@@ -11,7 +11,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from engine_support import append, drain_dlq, publish, queue_counts, trace_lines, wait_until
+from engine_support import (
+    append,
+    drain_dlq,
+    engine_config,
+    publish,
+    queue_counts,
+    trace_lines,
+    wait_until,
+)
 
 from goraxfast import Reject, Retry
 from goraxfast.config import Config
@@ -23,25 +31,6 @@ from goraxfast.errors import EngineError
 def config(config: Config, request: pytest.FixtureRequest) -> Config:
     """Every engine scenario runs on both data-plane clients (issue 5: proven equal)."""
     return config.with_(sqs_client=request.param)
-
-
-def engine_config(config: Config, **changes: object) -> Config:
-    base = dict(
-        # One poller unless a test says otherwise: moto's ReceiveMessage checks and marks
-        # visibility without a lock, so two concurrent receives can both get one message (seen
-        # here with either client); SQS does not, and exactly-once assertions would flake.
-        pollers=1,
-        health_port=0,
-        worker_processes=2,
-        wait_time_s=1,
-        poll_interval_s=0.05,
-        retry_base_s=0,
-        retry_max_s=0,
-        shutdown_grace_s=10,
-        metrics_interval_s=5,
-    )
-    base.update(changes)
-    return config.with_(**base)
 
 
 async def test_every_published_message_is_handled_exactly_once_and_the_queue_ends_empty(

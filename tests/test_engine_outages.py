@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from engine_support import engine_env as base_engine_env
 from engine_support import publish, queue_counts, trace_lines
 from faultproxy import FaultProxy, Rule
 
@@ -43,31 +44,9 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def engine_env(
     endpoint: str, queue_url: str, dlq_url: str, trace: Path, **extra: str
 ) -> dict[str, str]:
-    """A known environment: nothing of the test runner's AWS or engine settings leaks in."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AWS_", "QUEUE_", "WORKER_", "GORAXFAST_"))
-    }
-    env.update(
-        AWS_ENDPOINT=endpoint,
-        AWS_REGION="us-east-1",
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_SQS_QUEUE_URL=queue_url,
-        AWS_SQS_DLQ_URL=dlq_url,
-        QUEUE_WAIT_TIME_SECONDS="1",
-        QUEUE_POLL_INTERVAL="0.05",
-        QUEUE_CONCURRENT_WORKERS="2",
-        QUEUE_PREFETCH="2",
-        WORKER_HEALTH_PORT="0",
-        WORKER_SHUTDOWN_GRACE_SECONDS="10",
-        GORAXFAST_TEST_TRACE=str(trace),
-        GORAXFAST_TEST_SLEEP="0",
-        PYTHONPATH=str(TESTS),
-    )
-    env.update(extra)
-    return env
+    """A small engine (2 running, 2 prefetched), so that capacity is reached quickly."""
+    small = {"QUEUE_CONCURRENT_WORKERS": "2", "QUEUE_PREFETCH": "2", **extra}
+    return base_engine_env(endpoint, queue_url, dlq_url, trace, **small)
 
 
 @contextlib.contextmanager

@@ -11,36 +11,23 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from engine_support import publish, queue_counts, trace_lines
+from engine_support import engine_env, publish, queue_counts, trace_lines
 
 from goraxfast.local import free_port
-
-TESTS = Path(__file__).parent
 
 
 def start_engine(
     config, trace: Path, *, sleep_s: float = 1.0, grace_s: float = 20, **extra_env: str
 ) -> subprocess.Popen[str]:  # type: ignore[no-untyped-def]
     """``goraxfast run`` in a process group of its own, as systemd and Kubernetes start it."""
-    env = dict(os.environ)
-    env.update(
-        AWS_ENDPOINT=config.aws_endpoint,
-        AWS_REGION=config.aws_region,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_SQS_QUEUE_URL=config.queue_url,
-        AWS_SQS_DLQ_URL=config.dlq_url,
-        QUEUE_WAIT_TIME_SECONDS="1",
-        QUEUE_POLL_INTERVAL="0.05",
-        QUEUE_CONCURRENT_WORKERS="2",
-        QUEUE_PREFETCH="8",
-        WORKER_HEALTH_PORT="0",
-        WORKER_SHUTDOWN_GRACE_SECONDS=str(grace_s),
-        GORAXFAST_TEST_TRACE=str(trace),
-        GORAXFAST_TEST_SLEEP=str(sleep_s),
-        PYTHONPATH=str(TESTS),
-    )
-    env.update(extra_env)
+    settings = {
+        "QUEUE_CONCURRENT_WORKERS": "2",
+        "QUEUE_PREFETCH": "8",
+        "WORKER_SHUTDOWN_GRACE_SECONDS": str(grace_s),
+        "GORAXFAST_TEST_SLEEP": str(sleep_s),
+        **extra_env,
+    }
+    env = engine_env(config.aws_endpoint, config.queue_url, config.dlq_url, trace, **settings)
     return subprocess.Popen(
         [
             sys.executable,

@@ -26,7 +26,6 @@ can travel.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import signal
@@ -38,13 +37,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_support import append, drain_dlq, queue_counts, trace_lines, wait_until
+from engine_support import (
+    append,
+    drain_dlq,
+    engine_config,
+    engine_env,
+    queue_counts,
+    trace_lines,
+    wait_until,
+)
 
 from goraxfast.config import Config
 from goraxfast.core.message import ExecutionMessage, encode_message
 from goraxfast.engine import Engine, State
 
-TESTS = Path(__file__).parent
 GOOD_MESSAGES = 200
 HANDLED, DEAD, EITHER = "handled", "dead-lettered", "either"
 
@@ -612,22 +618,6 @@ def client_config(config: Config, request: pytest.FixtureRequest) -> Config:
     return config.with_(sqs_client=request.param)
 
 
-def engine_config(config: Config) -> Config:
-    # One poller: moto's ReceiveMessage is not atomic (two concurrent receives can both get a
-    # message), and this test asserts exactly once.
-    return config.with_(
-        pollers=1,
-        health_port=0,
-        worker_processes=2,
-        wait_time_s=1,
-        poll_interval_s=0.05,
-        retry_base_s=0,
-        retry_max_s=0,
-        shutdown_grace_s=10,
-        metrics_interval_s=5,
-    )
-
-
 def printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode() or "<empty>"
 
@@ -671,22 +661,8 @@ async def test_the_cli_engine_survives_every_hostile_body_and_exits_0_on_sigterm
     trace = tmp_path / "trace"
     work = load_queue(boto_sqs, config.queue_url)
     at_least_handled = len(work.good_ids) + sum(c.expect == HANDLED for c in work.cases)
-    env = dict(
-        os.environ,
-        AWS_ENDPOINT=config.aws_endpoint,
-        AWS_REGION=config.aws_region,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_SQS_QUEUE_URL=config.queue_url,
-        AWS_SQS_DLQ_URL=config.dlq_url,
-        QUEUE_WAIT_TIME_SECONDS="1",
-        QUEUE_POLL_INTERVAL="0.05",
-        QUEUE_POLLERS="1",
-        WORKER_HEALTH_PORT="0",
-        WORKER_SHUTDOWN_GRACE_SECONDS="10",
-        GORAXFAST_TEST_TRACE=str(trace),
-        GORAXFAST_TEST_SLEEP="0",
-        PYTHONPATH=str(TESTS),
+    env = engine_env(
+        config.aws_endpoint, config.queue_url, config.dlq_url, trace, QUEUE_POLLERS="1"
     )
     log = tmp_path / "engine.log"  # a file, not a pipe nobody reads while it runs
     with log.open("w") as out:
