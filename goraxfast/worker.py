@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import faulthandler
 import functools
 import logging
 import os
@@ -49,6 +50,8 @@ NOTIFY_EVERY_NS = 1_000_000  # a busy worker still wakes the parent at least eve
 REASON_MAX_CHARS = 1000
 #: Left to the parent: a process group's signal must not kill a child while the parent drains.
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+#: Sent by the parent to a worker it is about to kill for QUEUE_PROCESS_TIMEOUT.
+STACK_DUMP_SIGNAL = signal.SIGUSR1
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 log = logging.getLogger(__name__)
@@ -101,6 +104,10 @@ def _reset_inherited_state() -> None:
     """
     leave_shutdown_to_parent()
     asyncio.events._set_running_loop(None)
+    # A handler over QUEUE_PROCESS_TIMEOUT gets this signal before SIGKILL (as gunicorn sends
+    # SIGABRT first): faulthandler writes every thread's stack to stderr, from C, even while
+    # the handler holds the GIL in a loop, so the log says where it was stuck.
+    faulthandler.register(STACK_DUMP_SIGNAL, file=sys.stderr, all_threads=True)
 
 
 def _shutdown_is_the_parents(signum: int, frame: FrameType | None) -> None:

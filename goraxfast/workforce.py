@@ -8,6 +8,7 @@ QUEUE_PROCESS_TIMEOUT is ended by killing its worker (a sync handler cannot be i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -23,8 +24,12 @@ from goraxfast.errors import EngineError
 from goraxfast.handler import BoundHandler
 from goraxfast.shm import Seat, create_seats
 from goraxfast.supervisor import EVT_SPAWNED, WorkerEvent, Zygote
+from goraxfast.worker import STACK_DUMP_SIGNAL
 
 log = logging.getLogger("goraxfast.engine")
+
+#: How long a timed-out worker has to write its stack before SIGKILL.
+STACK_DUMP_GRACE_S = 0.25
 
 START_TIMEOUT_S = 30.0
 ASYNC_HEARTBEAT_SLACK_S = 2.0
@@ -189,12 +194,31 @@ class Workforce:
                 yield seat, slot, f"handler over {timeout_s:g} s"
 
     def kill_for_timeout(self, seat: SeatState, slot: int, why: str) -> None:
+        """Ask the worker for its stack (it writes it to stderr), then SIGKILL it shortly after."""
         log.warning(
-            "killing worker %d (pid %d): %s (QUEUE_PROCESS_TIMEOUT)", seat.index, seat.pid, why
+            "killing worker %d (pid %d): %s (QUEUE_PROCESS_TIMEOUT); its stack follows",
+            seat.index,
+            seat.pid,
+            why,
         )
         seat.timed_out_slot = slot
+        pid = seat.pid
         with contextlib.suppress(ProcessLookupError):
-            os.kill(seat.pid, signal.SIGKILL)
+            os.kill(pid, STACK_DUMP_SIGNAL)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None:
+            self._kill(seat, pid)
+        else:
+            loop.call_later(STACK_DUMP_GRACE_S, self._kill, seat, pid)
+
+    @staticmethod
+    def _kill(seat: SeatState, pid: int) -> None:
+        if seat.pid == pid:  # not replaced meanwhile (a pid is never reused while unreaped)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     # --- observation and the end ---------------------------------------------------------------
 

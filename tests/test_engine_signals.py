@@ -210,3 +210,30 @@ def test_workers_leave_when_the_parent_is_killed(config, boto_sqs, tmp_path: Pat
     while any(_alive(pid) for pid in worker_pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [pid for pid in worker_pids if _alive(pid)]
+
+
+@pytest.mark.slow
+def test_a_handler_killed_for_its_timeout_leaves_its_stack_in_the_log(
+    config, boto_sqs, tmp_path: Path
+) -> None:
+    """Before SIGKILL the worker writes every thread's stack (faulthandler), so the log says
+    where the handler was stuck, as gunicorn's SIGABRT does."""
+    trace = tmp_path / "trace"
+    publish(boto_sqs, config.queue_url, 1)
+    proc = start_engine(
+        config,
+        trace,
+        sleep_s=60,
+        grace_s=1,
+        QUEUE_PROCESS_TIMEOUT="1",
+        QUEUE_RETRY_BASE_SECONDS="0",
+    )
+    try:
+        wait_for_starts(trace, 2, proc)  # the second start: the first was killed and released
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert "killing worker" in out and "QUEUE_PROCESS_TIMEOUT" in out, out
+    assert "cli_handlers.py" in out and "in slow" in out, out  # the frame it was stuck in
