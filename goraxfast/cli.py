@@ -34,6 +34,7 @@ import msgspec
 
 from goraxfast.config import MISSING_QUEUE, QUEUE_NAME, QUEUE_NAME_RULE, Config, integer, number
 from goraxfast.core.message import ExecutionMessage
+from goraxfast.core.sqs_model import SQS_MAX_VISIBILITY_S
 from goraxfast.errors import ConfigError, ConfigProblem, GoraxfastError, HandlerError, MessageError
 from goraxfast.handler import DOTTED_NAME
 
@@ -152,7 +153,7 @@ def _queues_create_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--visibility-timeout",
-        type=flag("--visibility-timeout", integer(0, 43_200)),
+        type=flag("--visibility-timeout", integer(0, SQS_MAX_VISIBILITY_S)),
         help="seconds, 0-43200 (default: QUEUE_VISIBILITY_TIMEOUT)",
     )
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+from goraxfast.core.sqs_model import SQS_MAX_VISIBILITY_S
 from goraxfast.errors import ConfigError, ConfigProblem
 
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")
@@ -35,7 +36,6 @@ _PRINTABLE = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\.fifo")
 QUEUE_NAME_RULE = "1-80 letters, digits, hyphens or underscores (a FIFO queue's ending in .fifo)"
 
-SQS_MAX_VISIBILITY_S = 43_200
 SQS_CLIENTS = ("botocore", "fast")
 SECRET_MASK = "***"
 

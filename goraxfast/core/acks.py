@@ -22,10 +22,9 @@ from dataclasses import dataclass
 
 import msgspec
 
-__all__ = ["SQS_MAX_BATCH", "AckBatch", "AckBatcher", "AckEntry", "AckKind"]
+from goraxfast.core.sqs_model import SQS_MAX_BATCH
 
-#: Entries per SendMessageBatch / DeleteMessageBatch / ChangeMessageVisibilityBatch (SQS limit).
-SQS_MAX_BATCH = 10
+__all__ = ["SQS_MAX_BATCH", "AckBatch", "AckBatcher", "AckEntry", "AckKind"]
 
 
 class AckKind(enum.Enum):

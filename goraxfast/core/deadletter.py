@@ -23,10 +23,8 @@ from typing import Any
 
 import msgspec
 
-from goraxfast.core.sqs_model import SendEntry, entry_size
+from goraxfast.core.sqs_model import SQS_MAX_ATTRIBUTES, SendEntry, entry_size
 
-#: SQS accepts at most 10 message attributes per message.
-SQS_MAX_ATTRIBUTES = 10
 #: How long a reason may be in a letter that fits easily, and once annotations are shed.
 REASON_CHARS_FULL = 4000
 REASON_CHARS_SHORT = 200

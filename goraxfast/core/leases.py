@@ -28,10 +28,9 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["SQS_MAX_VISIBILITY_S", "LeaseBook", "Renewal"]
+from goraxfast.core.sqs_model import SQS_MAX_VISIBILITY_S
 
-#: SQS caps a message's visibility at 12 hours from its receive.
-SQS_MAX_VISIBILITY_S = 43200
+__all__ = ["SQS_MAX_VISIBILITY_S", "LeaseBook", "Renewal"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from goraxfast.core.jsonbounds import (
     fits_msgspec,
     scan_object,
 )
+from goraxfast.core.sqs_model import SQS_MAX_MESSAGE_BYTES
 from goraxfast.errors import MessageDecodeError, MessageEncodeError, MessageError, ValidationError
 
 __all__ = [
@@ -56,7 +57,7 @@ __all__ = [
 ATTRIBUTE_FIELDS = ("tenant_id", "workflow_id", "trigger_type")
 #: The largest body decoded: SQS's hard MaximumMessageSize (body and attributes together), so
 #: no SQS message is larger. Bounds the cost of every string and number in a body.
-MAX_BODY_BYTES = 1_048_576
+MAX_BODY_BYTES = SQS_MAX_MESSAGE_BYTES
 #: Go's ``int`` is 64 bits: a larger number would be a body gorax itself cannot decode.
 GO_INT_MIN, GO_INT_MAX = -(2**63), 2**63 - 1
 GoInt = Annotated[int, msgspec.Meta(ge=GO_INT_MIN, le=GO_INT_MAX)]

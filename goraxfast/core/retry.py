@@ -13,7 +13,7 @@ import enum
 import math
 from dataclasses import dataclass
 
-SQS_MAX_VISIBILITY_S = 43_200
+from goraxfast.core.sqs_model import SQS_MAX_VISIBILITY_S
 
 
 class Outcome(enum.IntEnum):

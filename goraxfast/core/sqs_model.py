@@ -15,12 +15,23 @@ import msgspec
 
 from goraxfast.errors import SQSError
 
-# SQS limits (AWS SQS Developer Guide, "Quotas" and the batch API references).
+# --- SQS quotas, each defined once here ---------------------------------------------------------
+# https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-quotas.html and
+# the batch API references. Everything else imports these names.
+#: Entries per SendMessageBatch / DeleteMessageBatch / ChangeMessageVisibilityBatch, and
+#: messages per ReceiveMessage.
 SQS_MAX_BATCH = 10
+#: Longest long poll.
 SQS_MAX_WAIT_S = 20
+#: Longest visibility timeout, counted from the first receive (12 h).
+SQS_MAX_VISIBILITY_S = 43_200
+#: Message attributes per message.
+SQS_MAX_ATTRIBUTES = 10
+#: The largest MaximumMessageSize a queue may have: no SQS message (or batch) is larger.
+SQS_MAX_MESSAGE_BYTES = 1_048_576
 #: MaximumMessageSize when a queue does not say: 1 MiB since AWS's 2025 change (botocore's model
 #: and moto agree). Queues created earlier may hold 256 KiB: read the attribute, never assume.
-SQS_DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+SQS_DEFAULT_MAX_MESSAGE_BYTES = SQS_MAX_MESSAGE_BYTES
 #: The smallest MaximumMessageSize an older queue may have by default: the safe guess when a
 #: queue's attribute cannot be read.
 SQS_LEGACY_MAX_MESSAGE_BYTES = 262_144
