@@ -1,7 +1,7 @@
 """``python -m bench``: the end-to-end bench, alone or (``--all``) the whole suite.
 
 Examples:
-    python -m bench --endpoint http://127.0.0.1:4566 --messages 2000 --contenders goraxfast,aio-batch
+    python -m bench --endpoint http://127.0.0.1:4566 --messages 2000 --contenders goraxfast-fast,aio-batch
     python -m bench --servers fauxqs --handler cpu:2 --workers 2
     python -m bench --all          # what `make bench` runs: LocalStack and fauxqs, everything
 """
