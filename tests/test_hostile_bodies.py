@@ -551,6 +551,11 @@ def send_batch(boto_sqs: Any, queue_url: str, batch: list[dict[str, Any]]) -> No
 # --- the verdict -----------------------------------------------------------------------------------
 
 
+#: A poison message's letter and delete are acks, not leased: on a moto slowed by the whole
+#: suite they must not outlast the visibility timeout, or a second delivery makes a second letter.
+SLOW_SERVER_VISIBILITY_S = 120
+
+
 def verdict(
     work: Workload,
     handled: list[str],
@@ -640,7 +645,8 @@ async def test_no_body_stops_the_engine_good_ones_run_once_hostile_ones_are_dead
     def handler(msg):
         append(trace, printable(msg.execution_id))
 
-    async with Engine(engine_config(client_config), handler) as engine:
+    cfg = engine_config(client_config, visibility_timeout_s=SLOW_SERVER_VISIBILITY_S)
+    async with Engine(cfg, handler) as engine:
         await wait_until(
             lambda: engine.fatal_error is not None or engine.stats().deleted >= work.total,
             timeout_s=240,
@@ -669,7 +675,12 @@ async def test_the_cli_engine_survives_every_hostile_body_and_exits_0_on_sigterm
     work = load_queue(boto_sqs, config.queue_url)
     at_least_handled = len(work.good_ids) + sum(c.expect == HANDLED for c in work.cases)
     env = engine_env(
-        config.aws_endpoint, config.queue_url, config.dlq_url, trace, QUEUE_POLLERS="1"
+        config.aws_endpoint,
+        config.queue_url,
+        config.dlq_url,
+        trace,
+        QUEUE_POLLERS="1",
+        QUEUE_VISIBILITY_TIMEOUT=str(SLOW_SERVER_VISIBILITY_S),
     )
     log = tmp_path / "engine.log"  # a file, not a pipe nobody reads while it runs
     with log.open("w") as out:
