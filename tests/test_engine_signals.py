@@ -193,7 +193,7 @@ def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
+    except OSError:  # gone between the two looks (ENOENT, or ESRCH while reading)
         return False
 
 
