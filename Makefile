@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 ## run: start a local SQS server, provision queues, publish a demo workload, run the engine on it
 run: $(STAMP)
-	$(PY) -m goraxfast.demo
+	$(PY) -m goraxfast.cli.demo
 
 ## test: lint, type-check and the whole test suite (real moto server on loopback, real forks)
 test: $(STAMP) lint typecheck
@@ -30,10 +30,10 @@ typecheck: $(STAMP)
 
 ## localstack: LocalStack on the host (own Python 3.13 venv), SQS only, bound to 127.0.0.1
 localstack: $(STAMP)
-	$(PY) -m goraxfast.localstack start
+	$(PY) -m goraxfast.cli.localstack start
 
 localstack-stop: $(STAMP)
-	$(PY) -m goraxfast.localstack stop
+	$(PY) -m goraxfast.cli.localstack stop
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .benchmarks

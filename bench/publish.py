@@ -25,7 +25,7 @@ from bench.workload import (
     run_tag,
 )
 from goraxfast.core.message import ExecutionMessage
-from goraxfast.publisher import Publisher, SyncPublisher
+from goraxfast.publish.publisher import Publisher, SyncPublisher
 
 MODES = {
     "one-at-a-time": "boto3 send_message per message (what Celery and dramatiq do)",

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from goraxfast.local import LOOPBACK, MotoServer, free_port, wait_http_ready
-from goraxfast.localstack import LocalStack, listeners_of, non_loopback, state_dir
+from goraxfast.cli.localstack import LocalStack, listeners_of, non_loopback, state_dir
+from goraxfast.cli.moto_server import LOOPBACK, MotoServer, free_port, wait_http_ready
 
 BENCH_DIR = Path(__file__).resolve().parent
 FAUXQS_VERSION = "1.9.2"  # the version measured in shared/SERVERS.md
@@ -133,7 +133,7 @@ class Fauxqs:
 
 @dataclass
 class LocalStackServer:
-    """LocalStack through :mod:`goraxfast.localstack`, on a port of its own.
+    """LocalStack through :mod:`goraxfast.cli.localstack`, on a port of its own.
 
     Its own port and state directory keep the bench away from a LocalStack someone else runs
     (``make localstack``); the Python 3.13 venv is shared with that one (installed once, ~80 s).

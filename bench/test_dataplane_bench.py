@@ -29,9 +29,9 @@ import pytest
 import uvloop
 
 from goraxfast.config import Config
-from goraxfast.fasthttp import HTTPPool
-from goraxfast.fastsqs import FastSQSClient
-from goraxfast.sqs import SQSClient
+from goraxfast.sqs.botocore import SQSClient
+from goraxfast.sqs.fast import FastSQSClient
+from goraxfast.sqs.httpclient import HTTPPool
 
 CALLS = 50
 QUEUE_URL = "http://127.0.0.1:1/000000000000/bench"

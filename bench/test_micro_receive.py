@@ -61,7 +61,7 @@ def test_parse_botocore(benchmark: Any) -> None:
 
 
 def test_parse_fastsqs_msgspec(benchmark: Any) -> None:
-    fastsqs = pytest.importorskip("goraxfast.fastsqs")
+    fastsqs = pytest.importorskip("goraxfast.sqs.fast")
     benchmark.group = "parse a 10-message ReceiveMessage body"
     assert len(benchmark(fastsqs.decode_receive, RAW).Messages) == 10  # the client's own decoder
 

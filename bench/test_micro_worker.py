@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from goraxfast import worker as W
 from goraxfast.core import counters as C
 from goraxfast.core.message import ExecutionMessage, encode_message
 from goraxfast.core.records import DELIVERY_ENCODER, Delivery
-from goraxfast.handler import bind_handler
-from goraxfast.shm import create_seats
+from goraxfast.ipc.rings import create_seats
+from goraxfast.worker import loop as W
+from goraxfast.worker.handler import bind_handler
 
 DELIVERIES = 2_000
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from goraxfast.core.ring import RingConsumer, RingProducer, ring_region_bytes
-from goraxfast.shm import Doorbell, create_seats
+from goraxfast.ipc.rings import Doorbell, create_seats
 
 RECORD = bytes(range(250)) * 2  # 500 bytes
 BATCH = 100

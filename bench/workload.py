@@ -23,7 +23,7 @@ from botocore.config import Config as BotoConfig
 
 from goraxfast.config import Config
 from goraxfast.core.message import ExecutionMessage, encode_message
-from goraxfast.publisher import Publisher
+from goraxfast.publish.publisher import Publisher
 
 REGION = "us-east-1"
 ACCESS_KEY = "bench"

@@ -20,18 +20,18 @@ from goraxfast.errors import (
     SQSError,
     ValidationError,
 )
-from goraxfast.handler import DeliveryInfo, Reject, Retry
+from goraxfast.worker.handler import DeliveryInfo, Reject, Retry
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Engine": "goraxfast.engine",
-    "Publisher": "goraxfast.publisher",
-    "SyncPublisher": "goraxfast.publisher",
-    "PublisherAdapter": "goraxfast.adapter",
-    "SQSClient": "goraxfast.sqs",
-    "SyncSQSClient": "goraxfast.sqs",
-    "MetricsCollector": "goraxfast.metrics",
+    "Engine": "goraxfast.engine.engine",
+    "Publisher": "goraxfast.publish.publisher",
+    "SyncPublisher": "goraxfast.publish.publisher",
+    "PublisherAdapter": "goraxfast.publish.adapter",
+    "SQSClient": "goraxfast.sqs.botocore",
+    "SyncSQSClient": "goraxfast.sqs.botocore",
+    "MetricsCollector": "goraxfast.ops.queue_metrics",
 }
 
 

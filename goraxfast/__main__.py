@@ -2,7 +2,7 @@
 
 import sys
 
-from goraxfast.cli import main
+from goraxfast.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,7 +7,7 @@ optimisation could still win:
 - **engine**: ``Engine`` embedded in this process (so this process *is* the parent) draining a
   pre-filled fauxqs queue with a no-op handler and Config defaults (2 workers, fast data plane):
   parent CPU (user and system) and the workers' CPU from /proc, per message.
-- **HTTP floor**: :class:`~goraxfast.fastsqs.FastSQSClient` alone, ReceiveMessage(10) then
+- **HTTP floor**: :class:`~goraxfast.sqs.fast.FastSQSClient` alone, ReceiveMessage(10) then
   DeleteMessageBatch(10) on what arrived, two loops in flight, nothing else: what the SQS calls
   cost a client that does no other work.
 - **in-memory**: the same engine on an in-memory data plane (no HTTP, no server): the parent's
@@ -43,9 +43,9 @@ from bench.workload import (
 )
 from goraxfast.config import Config
 from goraxfast.core.message import ExecutionMessage, encode_message
-from goraxfast.engine import Engine
-from goraxfast.fastsqs import FastSQSClient
-from goraxfast.sqs import BatchResult, ReceivedMessage, SendEntry
+from goraxfast.core.sqs_model import BatchResult, ReceivedMessage, SendEntry
+from goraxfast.engine.engine import Engine
+from goraxfast.sqs.fast import FastSQSClient
 
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 WARMUP = 1_000

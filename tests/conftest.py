@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
+from goraxfast.cli.moto_server import MotoServer
 from goraxfast.config import Config
-from goraxfast.local import MotoServer
 
 REGION = "us-east-1"
 _queue_names = itertools.count()

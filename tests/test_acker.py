@@ -9,12 +9,17 @@ from collections.abc import Sequence
 
 import pytest
 
-from goraxfast.acker import Acker
 from goraxfast.core.acks import AckBatcher, AckEntry, AckKind
 from goraxfast.core.deadletter import LETTER_ID, MAX_LETTER_SENDS_WITHOUT_ANSWER, DeadLetter
-from goraxfast.core.sqs_model import is_retryable
+from goraxfast.core.sqs_model import (
+    BatchFailure,
+    BatchResult,
+    ReceivedMessage,
+    SendEntry,
+    is_retryable,
+)
+from goraxfast.engine.acker import Acker
 from goraxfast.errors import QueueDoesNotExistError, SQSError
-from goraxfast.sqs import BatchFailure, BatchResult, ReceivedMessage, SendEntry
 
 
 class ScriptedPlane:

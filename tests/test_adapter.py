@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from goraxfast.adapter import PublisherAdapter, build_message
 from goraxfast.config import Config
 from goraxfast.core.message import decode_message
 from goraxfast.errors import MessageDecodeError, MessageError, ValidationError
-from goraxfast.publisher import Publisher
-from goraxfast.sqs import SQSClient
+from goraxfast.publish.adapter import PublisherAdapter, build_message
+from goraxfast.publish.publisher import Publisher
+from goraxfast.sqs.botocore import SQSClient
 
 NOW = datetime(2025, 12, 18, 10, 0, 0, 123456, tzinfo=UTC)
 BASE: dict[str, Any] = {

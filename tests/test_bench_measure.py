@@ -325,9 +325,9 @@ class TestFlameStacks:
     """profiles/flame.py: what `make profile` ranks, from py-spy's collapsed stacks."""
 
     RAW = (
-        "<module> (run.py:1);poll (goraxfast/poller.py:80);parse (botocore/parsers.py:10) 60\n"
-        "<module> (run.py:1);poll (goraxfast/poller.py:80);send (botocore/http.py:5) 20\n"
-        "<module> (run.py:1);ack (goraxfast/acker.py:9);parse (botocore/parsers.py:10) 20\n"
+        "<module> (run.py:1);poll (goraxfast/engine/poller.py:80);parse (botocore/parsers.py:10) 60\n"
+        "<module> (run.py:1);poll (goraxfast/engine/poller.py:80);send (botocore/http.py:5) 20\n"
+        "<module> (run.py:1);ack (goraxfast/engine/acker.py:9);parse (botocore/parsers.py:10) 20\n"
         "garbage line\n"
     )
 
@@ -340,7 +340,7 @@ class TestFlameStacks:
             stacks[
                 (
                     "<module> (run.py:1)",
-                    "ack (goraxfast/acker.py:9)",
+                    "ack (goraxfast/engine/acker.py:9)",
                     "parse (botocore/parsers.py:10)",
                 )
             ]
@@ -363,8 +363,8 @@ class TestFlameStacks:
         }
         assert costs == {
             "parse (botocore/parsers.py)": 0.8,
-            "poll (goraxfast/poller.py)": 0.8,
-            "ack (goraxfast/acker.py)": 0.2,
+            "poll (goraxfast/engine/poller.py)": 0.8,
+            "ack (goraxfast/engine/acker.py)": 0.2,
             "send (botocore/http.py)": 0.2,
         }
 

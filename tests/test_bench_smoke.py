@@ -14,7 +14,7 @@ import pytest
 
 from bench.__main__ import parse_args
 from bench.suite import main as run_suite
-from goraxfast.local import MotoServer
+from goraxfast.cli.moto_server import MotoServer
 
 CONTENDERS = ("goraxfast-fast", "goraxfast-botocore", "naive-boto3", "aio-batch", "ceiling")
 

@@ -24,14 +24,14 @@ from typing import Any, NoReturn
 
 import pytest
 
-from goraxfast import worker as W
 from goraxfast.core import counters as C
 from goraxfast.core.message import ExecutionMessage, encode_message
 from goraxfast.core.records import DELIVERY_ENCODER, RESULT_DECODER, Delivery, Result
 from goraxfast.core.retry import Outcome
-from goraxfast.handler import bind_handler
-from goraxfast.shm import Seat, create_seats
-from goraxfast.supervisor import EVT_EXITED, EVT_SPAWNED, WorkerEvent, Zygote
+from goraxfast.ipc.rings import Seat, create_seats
+from goraxfast.worker import loop as W
+from goraxfast.worker.handler import bind_handler
+from goraxfast.worker.zygote import EVT_EXITED, EVT_SPAWNED, WorkerEvent, Zygote
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux: prctl")
 

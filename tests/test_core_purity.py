@@ -124,7 +124,7 @@ def test_core_module_imports_nothing_impure(path: Path) -> None:
         "from concurrent.futures import Future",
         "from threading import Thread",
         "from goraxfast import shm",
-        "from goraxfast.shm import Doorbell",
+        "from goraxfast.ipc.rings import Doorbell",
         "from goraxfast import core, shm",
         "from goraxfast.corex import thing",
         "from .. import shm",

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from test_fasthttp import self_signed
 
-from goraxfast import dataplane
 from goraxfast.config import Config
-from goraxfast.dataplane import open_data_plane
 from goraxfast.errors import ConfigError, SQSError
-from goraxfast.fastsqs import FastSQSClient
-from goraxfast.sqs import SQSClient
+from goraxfast.sqs import choice as dataplane
+from goraxfast.sqs.botocore import SQSClient
+from goraxfast.sqs.choice import open_data_plane
+from goraxfast.sqs.fast import FastSQSClient
 
 DELETED = b'{"Successful": [{"Id": "0"}], "Failed": []}'
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY")
@@ -57,7 +57,7 @@ async def test_a_proxy_in_the_environment_puts_the_data_plane_on_botocore(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("HTTP_PROXY", "http://ops:hunter2@127.0.0.1:3128")
-    with caplog.at_level(logging.WARNING, logger="goraxfast.dataplane"):
+    with caplog.at_level(logging.WARNING, logger="goraxfast.sqs.choice"):
         dp = await open_data_plane(config("http://127.0.0.1:1"))
     try:
         assert isinstance(dp, SQSClient)
@@ -72,7 +72,7 @@ def test_the_proxy_warning_is_logged_once(
 ) -> None:
     """An app may open a publisher per request: one warning, not one per publisher."""
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:3128")
-    with caplog.at_level(logging.WARNING, logger="goraxfast.dataplane"):
+    with caplog.at_level(logging.WARNING, logger="goraxfast.sqs.choice"):
         for _ in range(3):
             assert not dataplane.fast_client_applies(config("http://127.0.0.1:1"))
     assert caplog.text.count("does not speak through proxies") == 1

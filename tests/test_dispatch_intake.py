@@ -13,8 +13,6 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from goraxfast import dispatch as dispatch_module
-from goraxfast.acker import Acker
 from goraxfast.core import counters as C
 from goraxfast.core.acks import AckBatcher, AckKind
 from goraxfast.core.deadletter import DeadLetter
@@ -22,10 +20,13 @@ from goraxfast.core.leases import LeaseBook
 from goraxfast.core.limiter import TenantLimiter
 from goraxfast.core.message import ExecutionMessage, encode_message
 from goraxfast.core.retry import RetryPolicy
-from goraxfast.dispatch import Dispatcher, SeatState
-from goraxfast.poller import Credits, PollCounters, Poller
-from goraxfast.shm import create_seats
-from goraxfast.sqs import BatchResult, ReceivedMessage, SendEntry
+from goraxfast.core.sqs_model import BatchResult, ReceivedMessage, SendEntry
+from goraxfast.engine import dispatch as dispatch_module
+from goraxfast.engine.acker import Acker
+from goraxfast.engine.dispatch import Dispatcher
+from goraxfast.engine.poller import Credits, PollCounters, Poller
+from goraxfast.engine.seats import SeatState
+from goraxfast.ipc.rings import create_seats
 
 
 @pytest.fixture

@@ -11,16 +11,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from goraxfast.acker import Acker
 from goraxfast.core import counters as C
 from goraxfast.core.acks import AckBatcher
 from goraxfast.core.leases import LeaseBook
 from goraxfast.core.limiter import TenantLimiter
 from goraxfast.core.message import ExecutionMessage, encode_message
 from goraxfast.core.retry import RetryPolicy
-from goraxfast.dispatch import Dispatcher, SeatState
-from goraxfast.shm import create_seats
-from goraxfast.sqs import ReceivedMessage
+from goraxfast.core.sqs_model import ReceivedMessage
+from goraxfast.engine.acker import Acker
+from goraxfast.engine.dispatch import Dispatcher
+from goraxfast.engine.seats import SeatState
+from goraxfast.ipc.rings import create_seats
 
 SHORT_NS = 5_000  # a no-op handler
 LONG_NS = 2_000_000_000  # a two-second job

@@ -23,7 +23,7 @@ from engine_support import (
 
 from goraxfast import Reject, Retry
 from goraxfast.config import Config
-from goraxfast.engine import Engine
+from goraxfast.engine.engine import Engine
 from goraxfast.errors import EngineError
 
 

@@ -25,7 +25,7 @@ from engine_support import engine_env as base_engine_env
 from engine_support import publish, queue_counts, trace_lines
 from faultproxy import FaultProxy, Rule
 
-from goraxfast.local import free_port
+from goraxfast.cli.moto_server import free_port
 
 TESTS = Path(__file__).parent
 #: "Within seconds": a mistake found at start ends the process well inside this.

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from engine_support import engine_env, publish, queue_counts, trace_lines
 
-from goraxfast.local import free_port
+from goraxfast.cli.moto_server import free_port
 
 
 def start_engine(

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from goraxfast.config import Config
-from goraxfast.engine import Engine
+from goraxfast.engine.engine import Engine
 from goraxfast.errors import EngineError
 from profiles.breakdown import InMemoryPlane
 
@@ -64,7 +64,7 @@ async def test_a_bug_in_reading_results_stops_the_engine_with_exit_code_1(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Results are read by an event-loop callback, not a task: asyncio alone would only log."""
-    from goraxfast.dispatch import Dispatcher
+    from goraxfast.engine.dispatch import Dispatcher
 
     original = Dispatcher.on_results
     calls = []
@@ -94,7 +94,7 @@ async def test_a_worker_that_gives_up_while_the_engine_is_still_starting_stops_i
     must still stop the engine once it runs, not leave it running without workers."""
     import time
 
-    from goraxfast.http import HealthServer
+    from goraxfast.ops.http import HealthServer
 
     def init_fails_slowly(index: int) -> None:
         time.sleep(1.2)  # longer than the 1 s start() waits for an init

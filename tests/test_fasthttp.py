@@ -1,4 +1,4 @@
-"""goraxfast.fasthttp against tiny scripted HTTP servers on 127.0.0.1.
+"""goraxfast.sqs.httpclient against tiny scripted HTTP servers on 127.0.0.1.
 
 Each server is a coroutine that reads requests and writes exactly the bytes the scenario needs
 (split writes, chunked bodies, closes at awkward moments, silence), so every rule in the module's
@@ -18,7 +18,8 @@ from typing import cast
 import pytest
 import uvloop
 
-from goraxfast.fasthttp import (
+from goraxfast.cli.moto_server import free_port
+from goraxfast.sqs.httpclient import (
     ConnectError,
     ConnectionLost,
     HTTPPool,
@@ -26,7 +27,6 @@ from goraxfast.fasthttp import (
     ResponseTimeout,
     head_fields,
 )
-from goraxfast.local import free_port
 
 # Both loops are covered by overriding pytest-asyncio's policy fixture, deprecated in favour of a
 # conftest hook (pytest_asyncio_loop_factories) that this file cannot add on its own.

@@ -23,17 +23,20 @@ from botocore.session import get_session
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from goraxfast.cli.moto_server import free_port
 from goraxfast.config import Config
 from goraxfast.core.deadletter import DeadLetter, fit_letter
-from goraxfast.dataplane import RetryQuota, backoff_delay_s, client_error, open_data_plane
+from goraxfast.core.sqs_model import SendEntry, batch_result, received_message
 from goraxfast.errors import (
     ConfigError,
     QueueDoesNotExistError,
     ReceiptHandleInvalidError,
     SQSError,
 )
-from goraxfast.fasthttp import Response
-from goraxfast.fastsqs import (
+from goraxfast.sqs.botocore import SQSClient
+from goraxfast.sqs.choice import open_data_plane
+from goraxfast.sqs.compat import RetryQuota, backoff_delay_s, client_error
+from goraxfast.sqs.fast import (
     FastSQSClient,
     LazyAttributes,
     decode_batch,
@@ -41,8 +44,7 @@ from goraxfast.fastsqs import (
     fast_batch_result,
     received,
 )
-from goraxfast.local import free_port
-from goraxfast.sqs import SendEntry, SQSClient, batch_result, received_message
+from goraxfast.sqs.httpclient import Response
 
 Client = SQSClient | FastSQSClient
 ATTRS: dict[str, dict[str, Any]] = {

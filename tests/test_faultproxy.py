@@ -25,10 +25,10 @@ from engine_support import append, publish, queue_counts, trace_lines, wait_unti
 from faultproxy import FORWARD, FaultProxy, Rule
 
 from goraxfast.config import Config
-from goraxfast.dataplane import open_data_plane
-from goraxfast.engine import Engine
+from goraxfast.core.sqs_model import SendEntry
+from goraxfast.engine.engine import Engine
 from goraxfast.errors import SQSError
-from goraxfast.sqs import SendEntry
+from goraxfast.sqs.choice import open_data_plane
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from goraxfast.errors import HandlerError
-from goraxfast.handler import bind_handler, load_handler
+from goraxfast.worker.handler import bind_handler, load_handler
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ from engine_support import (
 
 from goraxfast.config import Config
 from goraxfast.core.message import ExecutionMessage, encode_message
-from goraxfast.engine import Engine, State
+from goraxfast.engine.engine import Engine, State
 
 GOOD_MESSAGES = 200
 HANDLED, DEAD, EITHER = "handled", "dead-lettered", "either"

@@ -14,7 +14,7 @@ import pytest
 
 from goraxfast.core.health import HealthStatus, QueueMetrics, evaluate
 from goraxfast.errors import ConfigError
-from goraxfast.http import HealthBindError, HealthServer
+from goraxfast.ops.http import HealthBindError, HealthServer
 
 HOST = "127.0.0.1"
 NOW = 1000.0

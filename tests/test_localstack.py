@@ -1,4 +1,4 @@
-"""The parts of goraxfast.localstack that need no LocalStack: environment, command, interpreter
+"""The parts of goraxfast.cli.localstack that need no LocalStack: environment, command, interpreter
 discovery, loopback checks and the command line's exit codes. (Starting it is verified by hand:
 it needs a ~500 MB install.)"""
 
@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from goraxfast.local import free_port
-from goraxfast.localstack import (
+from goraxfast.cli.localstack import (
     PINS,
     LocalStack,
     find_python313,
@@ -21,6 +20,7 @@ from goraxfast.localstack import (
     parse_proc_net_tcp,
     runtime_env,
 )
+from goraxfast.cli.moto_server import free_port
 
 
 def test_runtime_env_binds_loopback_sqs_only_with_hypercorn(tmp_path: Path) -> None:
@@ -155,7 +155,7 @@ def _cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[
         "GORAXFAST_LOCALSTACK_PORT": str(free_port()),
     }
     return subprocess.run(
-        [sys.executable, "-m", "goraxfast.localstack", *args],
+        [sys.executable, "-m", "goraxfast.cli.localstack", *args],
         env={**base, **env},
         capture_output=True,
         text=True,

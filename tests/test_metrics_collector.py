@@ -11,8 +11,8 @@ import pytest
 from goraxfast.config import Config
 from goraxfast.core.health import QueueMetrics, stale_after_s
 from goraxfast.errors import SQSError
-from goraxfast.metrics import MetricsCollector
-from goraxfast.sqs import SQSClient
+from goraxfast.ops.queue_metrics import MetricsCollector
+from goraxfast.sqs.botocore import SQSClient
 
 
 class FakeClock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from goraxfast.poller import Credits
+from goraxfast.engine.poller import Credits
 
 
 async def test_a_poller_waits_for_a_full_batch_of_room_not_for_any_room() -> None:

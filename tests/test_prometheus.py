@@ -7,7 +7,7 @@ import re
 import pytest
 
 from goraxfast.core.health import QueueMetrics, evaluate
-from goraxfast.prometheus import (
+from goraxfast.ops.prometheus import (
     HistogramSample,
     MetricFamily,
     Sample,

@@ -15,20 +15,19 @@ from test_fastsqs import HANG, ScriptedSQS, answer, fast
 
 from goraxfast.config import Config
 from goraxfast.core.message import ExecutionMessage, UTCTimestamp, decode_message, encode_message
-from goraxfast.core.sqs_model import SQS_LEGACY_MAX_MESSAGE_BYTES
-from goraxfast.errors import MessageEncodeError, MessageTooLargeError, SQSError, ValidationError
-from goraxfast.fastsqs import FastSQSClient
-from goraxfast.publisher import Publisher, PublisherMetrics, SyncPublisher
-from goraxfast.sqs import (
+from goraxfast.core.sqs_model import (
     SQS_DEFAULT_MAX_MESSAGE_BYTES,
+    SQS_LEGACY_MAX_MESSAGE_BYTES,
     BatchFailure,
     BatchResult,
     ReceivedMessage,
     SendEntry,
-    SQSClient,
-    SyncSQSClient,
     attributes_size,
 )
+from goraxfast.errors import MessageEncodeError, MessageTooLargeError, SQSError, ValidationError
+from goraxfast.publish.publisher import Publisher, PublisherMetrics, SyncPublisher
+from goraxfast.sqs.botocore import SQSClient, SyncSQSClient
+from goraxfast.sqs.fast import FastSQSClient
 
 
 def message(n: int, *, trigger: bytes = b'{"n":1}', **changes: object) -> ExecutionMessage:
@@ -363,7 +362,7 @@ async def test_an_unreadable_maximum_size_falls_back_to_256_kib_with_one_warning
     config: Config, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     gone = config.with_(queue_url=f"{config.queue_url}-gone-{kind}", sqs_client=kind)
-    with caplog.at_level(logging.WARNING, logger="goraxfast.publisher"):
+    with caplog.at_level(logging.WARNING, logger="goraxfast.publish.publisher"):
         for _ in range(2):
             async with Publisher.from_config(gone) as publisher:
                 assert publisher.max_message_bytes == SQS_LEGACY_MAX_MESSAGE_BYTES == 262_144
@@ -375,7 +374,7 @@ def test_sync_an_unreadable_maximum_size_falls_back_to_256_kib_with_one_warning(
     config: Config, caplog: pytest.LogCaptureFixture
 ) -> None:
     gone = config.with_(queue_url=config.queue_url + "-gone-sync")
-    with caplog.at_level(logging.WARNING, logger="goraxfast.publisher"):
+    with caplog.at_level(logging.WARNING, logger="goraxfast.publish.publisher"):
         for _ in range(2):
             with SyncPublisher.from_config(gone) as publisher:
                 assert publisher.max_message_bytes == SQS_LEGACY_MAX_MESSAGE_BYTES

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from goraxfast.cli import COMMANDS
+from goraxfast.cli.main import COMMANDS
 from goraxfast.config import SETTINGS
 
 README = (Path(__file__).parent.parent / "README.md").read_text()

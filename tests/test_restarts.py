@@ -14,7 +14,7 @@ from goraxfast.core.records import (
     Result,
 )
 from goraxfast.core.restarts import RestartPolicy, Verdict
-from goraxfast.workforce import split_capacity
+from goraxfast.engine.workforce import split_capacity
 
 
 def test_a_worker_that_ran_handlers_is_always_replaced() -> None:

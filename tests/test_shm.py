@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import uvloop
 
-from goraxfast.shm import Doorbell, Seat, SharedRegion, create_seats, fence
+from goraxfast.ipc.rings import Doorbell, Seat, SharedRegion, create_seats, fence
 
 HANG_GUARD_S = 20.0  # only ever reached when something is broken
 

@@ -11,30 +11,30 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from goraxfast.cli.moto_server import free_port
 from goraxfast.config import Config
-from goraxfast.core.sqs_model import AMBIGUOUS_CODES, ERROR_VERDICTS, whole_call_failure
+from goraxfast.core.dataplane import DataPlane
+from goraxfast.core.sqs_model import (
+    AMBIGUOUS_CODES,
+    ERROR_VERDICTS,
+    BatchFailure,
+    BatchResult,
+    SendEntry,
+    SendPlan,
+    attributes_size,
+    backoff_s,
+    chunk_entries,
+    entry_size,
+    is_retryable,
+    whole_call_failure,
+)
 from goraxfast.errors import (
     ConfigError,
     QueueDoesNotExistError,
     ReceiptHandleInvalidError,
     SQSError,
 )
-from goraxfast.local import free_port
-from goraxfast.sqs import (
-    BatchFailure,
-    BatchResult,
-    DataPlane,
-    SendEntry,
-    SendPlan,
-    SQSClient,
-    SyncSQSClient,
-    attributes_size,
-    backoff_s,
-    chunk_entries,
-    client_kwargs,
-    entry_size,
-    is_retryable,
-)
+from goraxfast.sqs.botocore import SQSClient, SyncSQSClient, client_kwargs
 
 ATTR = {"tenant_id": {"DataType": "String", "StringValue": "t-1"}}
 

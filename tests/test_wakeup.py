@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from goraxfast.wakeup import Wakeup
+from goraxfast.engine.wakeup import Wakeup
 
 
 async def test_a_set_before_the_wait_is_not_lost() -> None:

@@ -16,14 +16,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from goraxfast import worker as W
 from goraxfast.core import counters as C
 from goraxfast.core.message import ExecutionMessage, encode_message
 from goraxfast.core.ratelimit import LogBudget
 from goraxfast.core.records import DELIVERY_ENCODER, RESULT_DECODER, Delivery, Result
 from goraxfast.core.retry import Outcome
-from goraxfast.handler import Reject, Retry, bind_handler
-from goraxfast.shm import Seat, create_seats
+from goraxfast.ipc.rings import Seat, create_seats
+from goraxfast.worker import loop as W
+from goraxfast.worker.handler import Reject, Retry, bind_handler
 
 WAIT_S = 10.0  # liveness bound only: every wait below ends at once when the code is right
 

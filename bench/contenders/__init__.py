@@ -93,7 +93,7 @@ def _engine_settings(client: str) -> Callable[[LaunchContext], dict[str, Any]]:
     def settings(ctx: LaunchContext) -> dict[str, Any]:
         # Imported here: the peers' environments import this package without goraxfast.
         from goraxfast.config import Config
-        from goraxfast.engine import poller_count
+        from goraxfast.engine.engine import poller_count
 
         defaults = Config()
         return {

@@ -17,7 +17,7 @@ from bench.contenders._args import parser
 from bench.recorder import HandlerSpec, Recorder, do_work, seq_of
 from bench.workload import bench_config
 from goraxfast.core.message import ExecutionMessage
-from goraxfast.engine import Engine
+from goraxfast.engine.engine import Engine
 
 
 def make_handler(spec: HandlerSpec, recorder: Recorder) -> Any:

@@ -134,7 +134,7 @@ class ExecutionMessage(msgspec.Struct, omit_defaults=True, kw_only=True):
 
         ``now`` defaults to this instant (to the microsecond: the core reads no ``time`` module;
         pass ``now`` to stamp nanoseconds).
-        ``trigger_data`` must already be JSON bytes; :class:`goraxfast.adapter.PublisherAdapter`
+        ``trigger_data`` must already be JSON bytes; :class:`goraxfast.publish.adapter.PublisherAdapter`
         converts other shapes.
         """
         return cls(

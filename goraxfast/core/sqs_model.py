@@ -1,7 +1,7 @@
 """SQS's data model and the pure decisions both clients share: sizes, chunks, retries, parsing.
 
-No I/O here: the aiobotocore client (:mod:`goraxfast.sqs`), the boto3 one and the lean client
-(:mod:`goraxfast.fastsqs`) all drive these functions, so the rules exist once.
+No I/O here: the aiobotocore client (:mod:`goraxfast.sqs.botocore`), the boto3 one and the lean client
+(:mod:`goraxfast.sqs.fast`) all drive these functions, so the rules exist once.
 """
 
 from __future__ import annotations
@@ -35,6 +35,13 @@ SQS_DEFAULT_MAX_MESSAGE_BYTES = SQS_MAX_MESSAGE_BYTES
 #: The smallest MaximumMessageSize an older queue may have by default: the safe guess when a
 #: queue's attribute cannot be read.
 SQS_LEGACY_MAX_MESSAGE_BYTES = 262_144
+#: What the engine and ``goraxfast stats`` read of a queue: its depth and its message size limit.
+QUEUE_ATTRIBUTES_READ = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+    "MaximumMessageSize",
+)
 RECEIVE_SYSTEM_ATTRIBUTES = (
     "ApproximateReceiveCount",
     "ApproximateFirstReceiveTimestamp",

@@ -10,13 +10,13 @@ interpreter.
 Messages between parent and zygote are fixed-size records on two pipes (atomic below PIPE_BUF).
 
 Signals. The zygote leaves shutdown to the parent, as the workers do: SIGTERM, SIGINT and SIGHUP
-sent to the process group do nothing here (:func:`~goraxfast.worker.leave_shutdown_to_parent`);
+sent to the process group do nothing here (:func:`~goraxfast.worker.loop.leave_shutdown_to_parent`);
 the parent ends the zygote with :data:`CMD_QUIT` (or by closing its command pipe) and the zygote
 SIGKILLs the workers still alive, reaps them and exits 0. They are blocked from the fork until
 the zygote's handlers are in place, so a group signal at that instant cannot kill it either. It
 leaves the same way, within :data:`_REAP_INTERVAL_S`, when its parent dies (``os.getppid()``
 changes, or its event pipe breaks); its workers, whose death signal is SIGKILL
-(:func:`~goraxfast.worker.die_with_parent`), die with it if it is killed itself.
+(:func:`~goraxfast.worker.loop.die_with_parent`), die with it if it is killed itself.
 """
 
 from __future__ import annotations
@@ -32,10 +32,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
+from goraxfast.core.exit_codes import ZYGOTE_EXIT_CRASHED, ZYGOTE_EXIT_OK, describe_exit_code
 from goraxfast.errors import EngineError
-from goraxfast.handler import BoundHandler
-from goraxfast.shm import Seat
-from goraxfast.worker import SHUTDOWN_SIGNALS, leave_shutdown_to_parent, run_worker
+from goraxfast.ipc.rings import Seat
+from goraxfast.worker.handler import BoundHandler
+from goraxfast.worker.loop import SHUTDOWN_SIGNALS, leave_shutdown_to_parent, run_worker
 
 _RECORD = struct.Struct("<Biii")  # kind, seat, pid, wait status
 CMD_SPAWN = 1
@@ -62,7 +63,7 @@ class WorkerEvent:
                 name = str(sig)
             return f"killed by {name}"
         if os.WIFEXITED(self.status):
-            return f"exit code {os.WEXITSTATUS(self.status)}"
+            return describe_exit_code("worker", os.WEXITSTATUS(self.status))
         return f"status {self.status}"
 
 
@@ -183,7 +184,7 @@ def _zygote_main(
     process_timeout_s: float,
     worker_init: Callable[[int], None] | None,
 ) -> NoReturn:
-    code = 0
+    code = ZYGOTE_EXIT_OK
     try:
         leave_shutdown_to_parent()
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # what arrived meanwhile: ignored now
@@ -252,7 +253,7 @@ def _zygote_main(
                 report(EVT_EXITED, seat, pid, status)
     except BaseException:
         traceback.print_exc()
-        code = 1
+        code = ZYGOTE_EXIT_CRASHED
     finally:
         os._exit(code)
 

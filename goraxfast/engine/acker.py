@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from goraxfast.core.acks import SQS_MAX_BATCH, AckBatch, AckBatcher, AckEntry, AckKind
+from goraxfast.core.dataplane import DataPlane
 from goraxfast.core.deadletter import DeadLetter, FittedLetter, fit_letter
 from goraxfast.core.outage import Outage
 from goraxfast.core.ratelimit import LogBudget
@@ -31,9 +32,8 @@ from goraxfast.core.sqs_model import (
     chunk_entries,
     is_retryable,
 )
+from goraxfast.engine.wakeup import Wakeup
 from goraxfast.errors import QueueDoesNotExistError, SQSError
-from goraxfast.sqs import DataPlane
-from goraxfast.wakeup import Wakeup
 
 log = logging.getLogger("goraxfast.acks")
 

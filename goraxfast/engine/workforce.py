@@ -1,9 +1,12 @@
 """The worker processes as the parent sees them: their seats, the zygote, replacing and killing.
 
-The engine decides *when* (start, a worker's exit, a supervision tick, shutdown); this module
-knows *how*: seats are made before any fork, a worker is ready once past its ``worker_init``,
-a dead one is replaced until the restart policy gives up, and a handler over
-QUEUE_PROCESS_TIMEOUT is ended by killing its worker (a sync handler cannot be interrupted).
+The engine decides *when* (start, shutdown); this module knows *how*: seats are made before any
+fork, a worker is ready once past its ``worker_init``, the zygote's events are read here (a
+worker spawned, a worker exited) and a worker's death is handled in one place
+(:meth:`Workforce._on_exit`: what it held goes to the dispatcher's ``on_lost``, its counters are
+folded into the totals, it is replaced until the restart policy gives up), and a handler over
+QUEUE_PROCESS_TIMEOUT is ended by killing its worker (a sync handler cannot be interrupted),
+after asking it for its stack.
 """
 
 from __future__ import annotations
@@ -19,12 +22,12 @@ from collections.abc import Callable, Iterator
 from goraxfast.config import Config
 from goraxfast.core import counters as C
 from goraxfast.core.restarts import RestartPolicy, Verdict
-from goraxfast.dispatch import ALL_SLOTS, SeatState
+from goraxfast.engine.seats import ALL_SLOTS, NOT_TIMED_OUT, SeatState
 from goraxfast.errors import EngineError
-from goraxfast.handler import BoundHandler
-from goraxfast.shm import Seat, create_seats
-from goraxfast.supervisor import EVT_SPAWNED, WorkerEvent, Zygote
-from goraxfast.worker import STACK_DUMP_SIGNAL
+from goraxfast.ipc.rings import Seat, create_seats
+from goraxfast.worker.handler import BoundHandler
+from goraxfast.worker.loop import STACK_DUMP_SIGNAL
+from goraxfast.worker.zygote import EVT_SPAWNED, WorkerEvent, Zygote
 
 log = logging.getLogger("goraxfast.engine")
 
@@ -32,6 +35,8 @@ log = logging.getLogger("goraxfast.engine")
 STACK_DUMP_GRACE_S = 0.25
 
 START_TIMEOUT_S = 30.0
+#: How often running handlers are checked against QUEUE_PROCESS_TIMEOUT.
+SUPERVISE_INTERVAL_S = 0.1
 ASYNC_HEARTBEAT_SLACK_S = 2.0
 
 
@@ -63,6 +68,12 @@ class Workforce:
         self.restarts = RestartPolicy()
         self.retired = C.WorkerTotals.zero()  # counters of workers gone, so totals never drop
         self.replaced = 0
+        self.stopping = False  # draining: dead workers are not replaced
+        self.zygote_gone = False
+        self.all_exited = asyncio.Event()
+        self._on_spawned: Callable[[SeatState], None] = _ignore
+        self._on_lost: Callable[[SeatState, str], None] = _ignore_loss
+        self._on_fatal: Callable[[BaseException], None] = _ignore
 
     # --- start ---------------------------------------------------------------------------------
 
@@ -126,6 +137,68 @@ class Workforce:
 
     # --- events from the zygote ----------------------------------------------------------------
 
+    def watch(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        guard: Callable[..., None],
+        on_spawned: Callable[[SeatState], None],
+        on_lost: Callable[[SeatState, str], None],
+        on_fatal: Callable[[BaseException], None],
+    ) -> None:
+        """Read the zygote's events on ``loop`` (each callback run through ``guard``, which turns an
+        exception into a fatal error). ``on_lost(seat, how)`` settles what a dead worker held;
+        ``on_fatal`` gets the conditions the engine cannot run on from."""
+        assert self.zygote is not None
+        self._on_spawned, self._on_lost, self._on_fatal = on_spawned, on_lost, on_fatal
+        self.all_exited = asyncio.Event()
+        loop.add_reader(self.zygote.events_fd, guard, self._on_zygote_events)
+
+    def unwatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.zygote is not None:
+            with contextlib.suppress(Exception):
+                loop.remove_reader(self.zygote.events_fd)
+
+    def _on_zygote_events(self) -> None:
+        assert self.zygote is not None
+        try:
+            events = self.zygote.read_events()
+        except EngineError as exc:
+            # Its pipe is at EOF and stays readable: stop watching it, or this runs (and logs)
+            # in a tight loop until the process ends.
+            self.zygote_gone = True
+            self.unwatch(asyncio.get_running_loop())
+            if self.stopping:
+                log.warning("%s while stopping; its workers' exits can no longer be seen", exc)
+                self.all_exited.set()
+                return
+            self._on_fatal(exc)
+            return
+        for ev in events:
+            if ev.kind == EVT_SPAWNED:
+                self._on_spawned(self.spawned(ev))
+            elif 0 <= ev.seat < len(self.states):
+                self._on_exit(ev)
+
+    def _on_exit(self, ev: WorkerEvent) -> None:
+        """A worker died: what it held is settled, its counters kept, and it is replaced (or,
+        when the seat keeps failing to start, the engine is stopped)."""
+        seat = self.states[ev.seat]
+        started_any, ready = self.exited(ev)
+        how = f"worker {ev.seat} (pid {ev.pid}) {ev.describe_exit()}"
+        lost = len(seat.slots)
+        self._on_lost(seat, how)
+        self.retire(seat)
+        if self.stopping:
+            if not self.any_alive():
+                self.all_exited.set()
+            return
+        log.warning("%s with %d deliveries in hand; replacing it", how, lost)
+        if self.verdict(ev, started_any=started_any, ready=ready) is Verdict.GIVE_UP:
+            self._on_fatal(EngineError(self.give_up_message(ev)))
+            return
+        self.replace(ev.seat)
+
     def spawned(self, ev: WorkerEvent) -> SeatState:
         seat = self.states[ev.seat]
         seat.pid, seat.alive, seat.ready = ev.pid, True, False
@@ -166,6 +239,14 @@ class Workforce:
 
     # --- supervision ---------------------------------------------------------------------------
 
+    async def supervise(self) -> None:
+        """Kill the workers whose handler overran QUEUE_PROCESS_TIMEOUT, every tick (the
+        workers write when their handler started; nothing tells the parent, so it looks)."""
+        while True:
+            await asyncio.sleep(SUPERVISE_INTERVAL_S)
+            for seat, slot, why in list(self.overdue(time.monotonic_ns())):
+                self.kill_for_timeout(seat, slot, why)
+
     def overdue(self, now_ns: int) -> Iterator[tuple[SeatState, int, str]]:
         """Workers running a handler past QUEUE_PROCESS_TIMEOUT: (seat, slot or ALL_SLOTS, why).
 
@@ -176,7 +257,7 @@ class Workforce:
         timeout_s = self.config.process_timeout_s
         timeout_ns = int(timeout_s * 1e9)
         for seat in self.states:
-            if not seat.alive or seat.timed_out_slot != -1:
+            if not seat.alive or seat.timed_out_slot != NOT_TIMED_OUT:
                 continue
             c = seat.seat.counters
             if self.bound.is_async:
@@ -237,6 +318,9 @@ class Workforce:
 
     def ask_to_drain(self) -> None:
         """Workers finish what they run, hand back what they have not started, and exit."""
+        self.stopping = True
+        if not self.any_alive():
+            self.all_exited.set()
         for seat in self.states:
             seat.seat.counters[C.CONTROL] = C.CONTROL_DRAIN
             seat.producer.notify()
@@ -258,6 +342,14 @@ class Workforce:
         for shared in self.seats:
             with contextlib.suppress(Exception):
                 shared.close()
+
+
+def _ignore(_: object) -> None:
+    pass
+
+
+def _ignore_loss(_seat: SeatState, _how: str) -> None:
+    pass
 
 
 def _ring_bytes(configured: int) -> int:

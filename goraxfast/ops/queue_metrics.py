@@ -19,13 +19,13 @@ from goraxfast.core.health import HealthStatus, QueueMetrics, evaluate
 from goraxfast.core.outage import Outage
 
 if TYPE_CHECKING:
-    from goraxfast.sqs import QueueAttributes
+    from goraxfast.core.sqs_model import QueueAttributes
 
 log = logging.getLogger(__name__)
 
 
 class QueueAttributesSource(Protocol):
-    """What the collector needs of an SQS client (``goraxfast.sqs.SQSClient`` has it)."""
+    """What the collector needs of an SQS client (``goraxfast.sqs.botocore.SQSClient`` has it)."""
 
     async def queue_attributes(self, queue_url: str | None = None) -> QueueAttributes: ...
 

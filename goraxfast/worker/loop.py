@@ -35,16 +35,22 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from goraxfast.core import counters as C
+from goraxfast.core.exit_codes import (
+    WORKER_EXIT_CRASHED,
+    WORKER_EXIT_INIT_FAILED,
+    WORKER_EXIT_OK,
+)
 from goraxfast.core.message import ExecutionMessage, decode_message, decode_trusted_message
 from goraxfast.core.ratelimit import LogBudget, Suppressed
 from goraxfast.core.records import DELIVERY_DECODER, RESULT_ENCODER, Delivery, Result
 from goraxfast.core.retry import Outcome
-from goraxfast.handler import BoundHandler, DeliveryInfo, Reject, Retry, call_args
-from goraxfast.shm import Seat
+from goraxfast.ipc.rings import Seat
+from goraxfast.worker.handler import BoundHandler, DeliveryInfo, Reject, Retry, call_args
 
-EXIT_OK = 0
-EXIT_CRASHED = 70  # the worker's own machinery failed (not a handler exception)
-EXIT_INIT_FAILED = 71  # the user's worker_init raised: the worker cannot start
+# exit codes: the table is goraxfast.core.exit_codes
+EXIT_OK = WORKER_EXIT_OK
+EXIT_CRASHED = WORKER_EXIT_CRASHED
+EXIT_INIT_FAILED = WORKER_EXIT_INIT_FAILED
 IDLE_WAIT_S = 0.25  # how often an idle worker checks for drain/orphaning
 NOTIFY_EVERY_NS = 1_000_000  # a busy worker still wakes the parent at least every 1 ms
 REASON_MAX_CHARS = 1000
@@ -54,7 +60,7 @@ SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 STACK_DUMP_SIGNAL = signal.SIGUSR1
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("goraxfast.worker")  # a stable name for operators' filters
 
 
 def run_worker(

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from goraxfast.core.health import HealthStatus
 from goraxfast.errors import ConfigError, ConfigProblem
-from goraxfast.prometheus import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from goraxfast.ops.prometheus import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 log = logging.getLogger(__name__)
 

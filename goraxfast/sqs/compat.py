@@ -1,13 +1,7 @@
-"""Opening the engine's data plane, and the botocore policies the fast one follows.
+"""The AWS-compatibility policies both SQS clients follow, taken from botocore.
 
-``GORAXFAST_SQS_CLIENT`` (``Config.sqs_client``) picks the client: ``botocore`` is
-:class:`goraxfast.sqs.SQSClient` (aiobotocore), ``fast`` is
-:class:`goraxfast.fastsqs.FastSQSClient`. Both implement :class:`goraxfast.sqs.DataPlane` and
-``close()``; the control plane (queue attributes, creating queues) stays on aiobotocore/boto3
-whichever is chosen.
-
-What is policy rather than speed lives here, taken from botocore so the two clients cannot
-drift apart (``fastsqs`` keeps the mechanism: wire format, signing, HTTP):
+What is policy rather than speed lives here, so the two clients cannot drift apart
+(:mod:`goraxfast.sqs.fast` keeps the mechanism: wire format, signing, HTTP):
 
 - where: ``AWS_ENDPOINT``, else the regional endpoint; through botocore when an environment
   proxy applies (the fast client connects directly);
@@ -18,7 +12,7 @@ drift apart (``fastsqs`` keeps the mechanism: wire format, signing, HTTP):
   refreshed by botocore, in a thread so the event loop keeps serving;
 - errors: the JSON error shape parsed as botocore's parser does (``__type``, ``message``, the
   ``x-amzn-query-error`` header) into a botocore ``ClientError``, which
-  :func:`goraxfast.sqs.wrap_error` maps to our typed errors exactly as for the botocore client;
+  :func:`goraxfast.sqs.botocore.wrap_error` maps to our typed errors exactly as for the botocore client;
 - retries, botocore's standard mode: 3 attempts, backoff ``rand * min(2 ** (n - 1), 20)`` s, a
   retry quota of 500 (5 per retry, 10 per timeout, refilled by 1 per first-try success),
   retrying throttling and transient codes, HTTP 500/502/503/504 and transport errors.
@@ -29,9 +23,8 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import logging
 import ssl
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 import botocore.session
@@ -42,66 +35,9 @@ from botocore.retries.standard import ThrottledRetryableChecker, TransientRetrya
 from botocore.utils import get_environ_proxies
 
 from goraxfast.config import Config
+from goraxfast.core.sqs_model import RETRYABLE_CODES
 from goraxfast.errors import ConfigError, ConfigProblem
-from goraxfast.fasthttp import Response
-from goraxfast.sqs import RETRYABLE_CODES, DataPlane, SQSClient
-
-log = logging.getLogger(__name__)
-
-if TYPE_CHECKING:
-    from goraxfast.fastsqs import FastSQSClient  # imported where used: fastsqs imports this
-
-
-class ClosableDataPlane(DataPlane, Protocol):
-    """A data plane the engine owns: it closes it on shutdown."""
-
-    async def close(self) -> None: ...
-
-
-async def open_data_plane(config: Config) -> ClosableDataPlane:
-    """A started client for ``config.sqs_client`` (see :func:`new_client`)."""
-    return await new_client(config).start()
-
-
-def new_client(config: Config) -> SQSClient | FastSQSClient:
-    """An unstarted async client for ``config.sqs_client``: ``"fast"`` (default) or ``"botocore"``;
-    the engine's data plane and ``Publisher.from_config`` both take theirs from here.
-
-    The fast client connects straight to the endpoint. Where botocore would go through an HTTP
-    proxy instead (``HTTP_PROXY``/``HTTPS_PROXY``, less ``NO_PROXY``), botocore's client is used,
-    and that is said once: bypassing a proxy an operator set up is not ours to decide.
-    """
-    if config.sqs_client not in ("fast", "botocore"):
-        raise ValueError(f"unknown sqs_client {config.sqs_client!r}: expected 'botocore' or 'fast'")
-    if fast_client_applies(config):
-        from goraxfast.fastsqs import FastSQSClient
-
-        return FastSQSClient(config)
-    return SQSClient(config)
-
-
-_WARNED_PROXIES: set[tuple[str, str]] = set()
-
-
-def fast_client_applies(config: Config) -> bool:
-    """``GORAXFAST_SQS_CLIENT=fast`` and no environment proxy in the way (logged when there is:
-    the fast client connects directly, and bypassing a proxy is not ours to decide)."""
-    if config.sqs_client != "fast":
-        return False
-    endpoint = endpoint_for(config)
-    proxy = environ_proxy(endpoint)
-    if proxy is None:
-        return True
-    if (endpoint, proxy) in _WARNED_PROXIES:  # an app may open a publisher per request
-        return False
-    _WARNED_PROXIES.add((endpoint, proxy))
-    log.warning(
-        "GORAXFAST_SQS_CLIENT=fast does not speak through proxies and %s goes through %s "
-        "(HTTP(S)_PROXY, not exempted by NO_PROXY): the botocore client is used instead",
-        endpoint,
-        _without_password(proxy),
-    )
-    return False
+from goraxfast.sqs.httpclient import Response
 
 
 def endpoint_for(config: Config) -> str:
@@ -116,7 +52,7 @@ def environ_proxy(endpoint: str) -> str | None:
     return proxy or None
 
 
-def _without_password(url: str) -> str:
+def without_password(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url

@@ -7,7 +7,7 @@ on every interface; loopback-only is a must here, so we run it with ``GATEWAY_SE
 which binds loopback correctly at the price of ~35-40 % throughput, and we verify the bound
 address after every start rather than trusting the setting.
 
-``python -m goraxfast.localstack start|stop|status``; exit code 3 (:data:`EXIT_NO_PYTHON`) means
+``python -m goraxfast.cli.localstack start|stop|status``; exit code 3 (:data:`EXIT_NO_PYTHON`) means
 Python 3.13 is missing, so ``make run`` can fall back to moto.
 """
 
@@ -335,7 +335,7 @@ def _port_from_env() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m goraxfast.localstack", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m goraxfast.cli.localstack", description=__doc__)
     parser.add_argument("action", choices=("start", "stop", "status"))
     args = parser.parse_args(argv)
     try:
@@ -357,10 +357,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"endpoint {stack.endpoint}  sqs: {sqs}  version: {doc.get('version', '-')}")
             return EXIT_OK if stack.sqs_ready() else EXIT_FAILED
     except PythonMissingError as exc:
-        print(f"goraxfast.localstack: {exc}", file=sys.stderr)
+        print(f"goraxfast.cli.localstack: {exc}", file=sys.stderr)
         return EXIT_NO_PYTHON
     except LocalStackError as exc:
-        print(f"goraxfast.localstack: {exc}", file=sys.stderr)
+        print(f"goraxfast.cli.localstack: {exc}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 

@@ -30,7 +30,7 @@ import msgspec
 
 from goraxfast.core.message import ExecutionMessage, checked_trigger_data
 from goraxfast.errors import MessageDecodeError, MessageEncodeError, ValidationError
-from goraxfast.publisher import Publisher, PublishResult
+from goraxfast.publish.publisher import Publisher, PublishResult
 
 _RAW_JSON = bytes | bytearray | memoryview
 _GO_INT_MAX = 2**63 - 1  # gorax's consumer decodes workflow_version into a Go int

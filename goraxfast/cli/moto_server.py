@@ -2,7 +2,7 @@
 
 The test suite and ``make run``'s fallback use moto's server: it is ready in well under a second
 and answers the AWS JSON protocol faithfully, but it slows with queue depth (every send scans the
-queue), so it is for functional work on small queues. LocalStack lives in :mod:`goraxfast.localstack`.
+queue), so it is for functional work on small queues. LocalStack lives in :mod:`goraxfast.cli.localstack`.
 """
 
 from __future__ import annotations

@@ -8,14 +8,26 @@ workers folded into a retired total so that counters never go backwards.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
 from goraxfast.core import counters as C
 from goraxfast.core.retry import Outcome
-from goraxfast.prometheus import HistogramSample, MetricFamily, Sample
+from goraxfast.engine.acker import Acker
+from goraxfast.engine.dispatch import Dispatcher
+from goraxfast.engine.poller import PollCounters
+from goraxfast.engine.workforce import Workforce
+from goraxfast.ops.prometheus import HistogramSample, MetricFamily, Sample
 
-if TYPE_CHECKING:
-    from goraxfast.engine import Engine
+
+@dataclass(frozen=True, slots=True)
+class StatsSources:
+    """The objects that keep the engine's counters (the dispatcher and acker exist once the
+    engine has started)."""
+
+    state: str
+    dispatcher: Dispatcher | None
+    acker: Acker | None
+    polls: PollCounters
+    workforce: Workforce
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +75,13 @@ class EngineStats:
         return asdict(self)
 
 
-def snapshot(engine: Engine) -> EngineStats:
-    d = engine.dispatcher
-    a = engine.acker
-    p = engine._poll_counters
+def snapshot(src: StatsSources) -> EngineStats:
+    d = src.dispatcher
+    a = src.acker
+    p = src.polls
     done = d.counters.completed if d is not None else dict.fromkeys(Outcome, 0)
     return EngineStats(
-        state=engine.state.value,
+        state=src.state,
         received=d.counters.received if d else 0,
         poison=d.counters.poison if d else 0,
         dispatched=d.counters.dispatched if d else 0,
@@ -93,7 +105,7 @@ def snapshot(engine: Engine) -> EngineStats:
         acks_pending=a.pending if a else 0,
         ack_errors=(a.counters.call_errors + a.counters.entries_given_up) if a else 0,
         in_flight=len(d.held) if d else 0,
-        worker_restarts=engine.worker_restarts,
+        worker_restarts=src.workforce.replaced,
         receives=p.receives,
         empty_receives=p.empty_receives,
         receive_errors=p.receive_errors,
@@ -109,8 +121,8 @@ def _gauge(name: str, help_: str, value: float) -> MetricFamily:
     return MetricFamily(name, "gauge", help_, [Sample(value)])
 
 
-def engine_families(engine: Engine) -> list[MetricFamily]:
-    s = snapshot(engine)
+def engine_families(src: StatsSources) -> list[MetricFamily]:
+    s = snapshot(src)
     fams = [
         _counter("goraxfast_received", "Messages received from SQS.", s.received),
         _counter(
@@ -161,10 +173,10 @@ def engine_families(engine: Engine) -> list[MetricFamily]:
         _gauge(
             "goraxfast_acks_pending", "Acknowledgements not yet confirmed by SQS.", s.acks_pending
         ),
-        _gauge("goraxfast_workers_alive", "Live worker processes.", len(engine.worker_pids())),
+        _gauge("goraxfast_workers_alive", "Live worker processes.", len(src.workforce.pids())),
     ]
-    if engine.dispatcher is not None:
-        by_tenant = engine.dispatcher.in_flight_by_tenant()
+    if src.dispatcher is not None:
+        by_tenant = src.dispatcher.in_flight_by_tenant()
         fams.append(
             MetricFamily(
                 "goraxfast_tenant_in_flight",
@@ -173,7 +185,7 @@ def engine_families(engine: Engine) -> list[MetricFamily]:
                 [Sample(v, {"tenant": t}) for t, v in sorted(by_tenant.items())],
             )
         )
-    totals = engine.worker_totals()
+    totals = src.workforce.totals()
     fams.append(
         MetricFamily(
             "goraxfast_handler_seconds",
@@ -189,8 +201,8 @@ def engine_families(engine: Engine) -> list[MetricFamily]:
             ],
         )
     )
-    if engine.dispatcher is not None:
-        c = engine.dispatcher.counters
+    if src.dispatcher is not None:
+        c = src.dispatcher.counters
         cumulative, running = [], 0
         for v in c.e2e_histogram:
             running += v

@@ -4,10 +4,10 @@ botocore spends ~1 ms of CPU per call here (event hooks, model-driven serialisat
 a signer that re-derives its key for every request). This client speaks the same AWS JSON 1.0
 protocol (``X-Amz-Target: AmazonSQS.<Op>``) with only what each call needs: msgspec Structs
 encode the request and decode the answer, :mod:`goraxfast.core.sigv4` signs from cached keys and
-templates, :mod:`goraxfast.fasthttp` keeps connections alive. Measured on a canned local server
+templates, :mod:`goraxfast.sqs.httpclient` keeps connections alive. Measured on a canned local server
 (``bench/test_dataplane_bench.py``): ~1/10 of botocore's CPU per ReceiveMessage(10) and
 DeleteMessageBatch(10). Credentials, error mapping and retries follow botocore (see
-:mod:`goraxfast.dataplane`); behaviour is held equal to :class:`goraxfast.sqs.SQSClient` by
+:mod:`goraxfast.sqs.choice`); behaviour is held equal to :class:`goraxfast.sqs.botocore.SQSClient` by
 running the same scenarios on both (``tests/test_fastsqs.py``).
 
 One deliberate difference: a send (SendMessage, SendMessageBatch) is never sent again *by this
@@ -39,8 +39,26 @@ from botocore.exceptions import BotoCoreError
 from msgspec import UNSET, UnsetType
 
 from goraxfast.config import Config
+from goraxfast.core.dataplane import DataPlane
 from goraxfast.core.sigv4 import SigV4Signer, amz_date
-from goraxfast.dataplane import (
+from goraxfast.core.sqs_model import (
+    QUEUE_ATTRIBUTES_READ,
+    RECEIVE_SYSTEM_ATTRIBUTES,
+    SQS_DEFAULT_MAX_MESSAGE_BYTES,
+    SQS_MAX_WAIT_S,
+    BatchFailure,
+    BatchResult,
+    QueueAttributes,
+    ReceivedMessage,
+    SendEntry,
+    check_batch_size,
+    message_args,
+    queue_attributes_of,
+    send_payload,
+)
+from goraxfast.errors import SQSError
+from goraxfast.sqs.botocore import AsyncQueueClient, wrap_error
+from goraxfast.sqs.compat import (
     RETRY_CODES,
     RETRY_STATUSES,
     CredentialCache,
@@ -51,26 +69,7 @@ from goraxfast.dataplane import (
     resolve_credentials,
     tls_context,
 )
-from goraxfast.errors import SQSError
-from goraxfast.fasthttp import HTTPError, HTTPPool, ResponseTimeout
-from goraxfast.sqs import (
-    _DEPTH_ATTRIBUTES,
-    RECEIVE_SYSTEM_ATTRIBUTES,
-    SQS_DEFAULT_MAX_MESSAGE_BYTES,
-    SQS_MAX_WAIT_S,
-    AsyncQueueClient,
-    BatchFailure,
-    BatchResult,
-    DataPlane,
-    QueueAttributes,
-    ReceivedMessage,
-    SendEntry,
-    check_batch_size,
-    message_args,
-    queue_attributes_of,
-    send_payload,
-    wrap_error,
-)
+from goraxfast.sqs.httpclient import HTTPError, HTTPPool, ResponseTimeout
 
 T = TypeVar("T")
 CONTENT_TYPE = "application/x-amz-json-1.0"
@@ -215,7 +214,7 @@ class LazyAttributes(Mapping[str, dict[str, Any]]):
 
 
 def received(m: WireMessage) -> ReceivedMessage:
-    """As :func:`goraxfast.sqs.received_message` does with botocore's parse (a test holds them equal)."""
+    """As :func:`goraxfast.sqs.botocore.received_message` does with botocore's parse (a test holds them equal)."""
     a = m.Attributes
     raw = m.MessageAttributes
     return ReceivedMessage(
@@ -230,7 +229,7 @@ def received(m: WireMessage) -> ReceivedMessage:
 
 
 def fast_batch_result(resp: BatchResponse) -> BatchResult:
-    """As :func:`goraxfast.sqs.batch_result` does with botocore's parse."""
+    """As :func:`goraxfast.sqs.botocore.batch_result` does with botocore's parse."""
     ok = resp.Successful
     failed = tuple([BatchFailure(f.Id, f.Code, f.Message, f.SenderFault) for f in resp.Failed])
     ids = {s.Id: s.MessageId for s in ok if s.MessageId is not UNSET}  # send batches only
@@ -251,8 +250,8 @@ def send_request(payload: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 class FastSQSClient(AsyncQueueClient):
-    """The hot calls of :class:`goraxfast.sqs.SQSClient` (the engine's ``DataPlane``, and what
-    :class:`goraxfast.publisher.Publisher` sends with), leaner."""
+    """The hot calls of :class:`goraxfast.sqs.botocore.SQSClient` (the engine's ``DataPlane``, and what
+    :class:`goraxfast.publish.publisher.Publisher` sends with), leaner."""
 
     def __init__(
         self,
@@ -365,7 +364,7 @@ class FastSQSClient(AsyncQueueClient):
     async def queue_attributes(self, queue_url: str | None = None) -> QueueAttributes:
         """Depths and MaximumMessageSize (the publisher sizes its batches by the latter)."""
         url = self._url(queue_url)
-        body = encode({"QueueUrl": url, "AttributeNames": _DEPTH_ATTRIBUTES})
+        body = encode({"QueueUrl": url, "AttributeNames": QUEUE_ATTRIBUTES_READ})
         raw = await self._call("GetQueueAttributes", url, body)
         answer = self._decode(decode_queue_attributes, raw, "GetQueueAttributes", url)
         return queue_attributes_of(answer.get("Attributes", {}))

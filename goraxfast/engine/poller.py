@@ -14,9 +14,10 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from goraxfast.core.dataplane import DataPlane
 from goraxfast.core.outage import Outage
+from goraxfast.core.sqs_model import ReceivedMessage
 from goraxfast.errors import SQSError
-from goraxfast.sqs import DataPlane, ReceivedMessage
 
 log = logging.getLogger("goraxfast.poller")
 

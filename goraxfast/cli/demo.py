@@ -22,18 +22,18 @@ from dataclasses import dataclass
 
 import boto3
 
-from goraxfast.cli import demo_messages, format_stats, publish_messages
+from goraxfast.cli.localstack import DEFAULT_PORT, LocalStack, LocalStackError, PythonMissingError
+from goraxfast.cli.main import demo_messages, format_stats, publish_messages
+from goraxfast.cli.moto_server import MotoServer
 from goraxfast.config import Config
 from goraxfast.core.health import HealthStatus
 from goraxfast.core.message import ExecutionMessage
-from goraxfast.engine import Engine
+from goraxfast.engine.engine import Engine
 from goraxfast.errors import ConfigError, GoraxfastError
-from goraxfast.handler import DeliveryInfo, Reject
-from goraxfast.local import MotoServer
-from goraxfast.localstack import DEFAULT_PORT, LocalStack, LocalStackError, PythonMissingError
-from goraxfast.metrics import MetricsCollector
-from goraxfast.prometheus import queue_families, render
-from goraxfast.sqs import SQSClient, SyncSQSClient, client_kwargs
+from goraxfast.ops.prometheus import queue_families, render
+from goraxfast.ops.queue_metrics import MetricsCollector
+from goraxfast.sqs.botocore import SQSClient, SyncSQSClient, client_kwargs
+from goraxfast.worker.handler import DeliveryInfo, Reject
 
 DEMO_MESSAGES = 2000
 DEMO_MESSAGES_MOTO = 200

@@ -17,7 +17,6 @@ from typing import Any
 
 import msgspec
 
-from goraxfast.acker import Acker
 from goraxfast.core import counters as C
 from goraxfast.core.acks import AckEntry, AckKind
 from goraxfast.core.bursts import BurstSizer
@@ -29,8 +28,10 @@ from goraxfast.core.ratelimit import LogBudget
 from goraxfast.core.records import DELIVERY_DECODER, DELIVERY_ENCODER, RESULT_DECODER, Delivery
 from goraxfast.core.retry import Action, ActionKind, Outcome, RetryPolicy
 from goraxfast.core.ring import RingConsumer
-from goraxfast.shm import ChannelConsumer, ChannelProducer, Seat
-from goraxfast.sqs import ReceivedMessage
+from goraxfast.core.sqs_model import ReceivedMessage
+from goraxfast.core.worker_loss import NOT_TIMED_OUT, lost_outcome
+from goraxfast.engine.acker import Acker
+from goraxfast.engine.seats import SeatState
 
 log = logging.getLogger("goraxfast.dispatch")
 
@@ -70,35 +71,10 @@ def held_of(m: ReceivedMessage, slot: int, tenant: str) -> Held:
     )
 
 
-ALL_SLOTS = -2
 STAGED = -3  # Held.seat of a message settled without a worker (poison, throttle release)
 _OUTCOMES: tuple[Outcome, ...] = tuple(sorted(Outcome, key=int))  # by value: Outcome(i) is slow
 assert all(int(o) == i for i, o in enumerate(_OUTCOMES))
 _N_OUTCOMES = len(_OUTCOMES)
-
-
-@dataclass(slots=True, eq=False)
-class SeatState:
-    """The parent's view of one worker seat."""
-
-    index: int
-    seat: Seat
-    cap: int  # most deliveries this worker may hold at once while handlers are short
-    shallow_cap: int  # ... while they are long: its share of QUEUE_CONCURRENT_WORKERS
-    producer: ChannelProducer
-    consumer: ChannelConsumer
-    slots: set[int] = field(default_factory=set)
-    pid: int = 0
-    alive: bool = False
-    ready: bool = False  # past worker_init (seen once its pid is in its counter block)
-    timed_out_slot: int = (
-        -1
-    )  # set when the parent kills it for QUEUE_PROCESS_TIMEOUT (ALL_SLOTS: every one)
-
-    @classmethod
-    def of(cls, index: int, seat: Seat, cap: int, shallow_cap: int | None = None) -> SeatState:
-        shallow = cap if shallow_cap is None else min(cap, shallow_cap)
-        return cls(index, seat, cap, shallow, seat.down.producer(), seat.up.consumer())
 
 
 @dataclass(slots=True)
@@ -148,6 +124,8 @@ class Dispatcher:
         self._failure_log = LogBudget(burst=FAILURE_LOG_BURST, refill_s=FAILURE_LOG_REFILL_S)
         self._redrive_log = LogBudget(burst=FAILURE_LOG_BURST, refill_s=FAILURE_LOG_REFILL_S)
         self.on_room: Callable[[], None] = lambda: None
+        #: called when a message starts waiting for its tenant's slot (the throttle clock)
+        self.on_waiting: Callable[[], None] = lambda: None
         self.bursts = BurstSizer()
         # The policy's answer to a success never depends on the message: asked once, so that
         # the common case skips building an Action per message.
@@ -200,6 +178,7 @@ class Dispatcher:
                 ready.append(h.slot)
             elif admission is Admission.WAITING:
                 self.counters.throttled += 1
+                self.on_waiting()
             else:
                 self._throttle_release(h.slot)
         self.pump()
@@ -567,21 +546,22 @@ class Dispatcher:
         """
         self.on_results(seat)
         for raw in RingConsumer(seat.seat.down.region).get_many():
-            slot = _delivery_slot(raw)
-            self.complete(slot, Outcome.RELEASED)
+            self.complete(_delivery_slot(raw), Outcome.RELEASED)  # never started
         for slot in sorted(seat.slots):
-            if forced:
+            outcome = lost_outcome(
+                slot, started=True, timed_out_slot=seat.timed_out_slot, forced=forced
+            )
+            if outcome is None:  # left to its visibility timeout: only forget it here
                 h = self.held.pop(slot, None)
                 if h is not None:
                     self.leases.remove(slot)
                     self.limiter.release(h.tenant)
-                continue
-            if slot == seat.timed_out_slot or seat.timed_out_slot == ALL_SLOTS:
-                self.complete(slot, Outcome.TIMEOUT, reason=f"worker killed ({how})")
+            elif outcome is Outcome.TIMEOUT:
+                self.complete(slot, outcome, reason=f"worker killed ({how})")
             else:
-                self.complete(slot, Outcome.CRASH, reason=how)
+                self.complete(slot, outcome, reason=how)
         seat.slots.clear()
-        seat.timed_out_slot = -1
+        seat.timed_out_slot = NOT_TIMED_OUT
 
     def in_flight_by_tenant(self) -> dict[str, int]:
         return self.limiter.running_by_tenant()

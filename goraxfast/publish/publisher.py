@@ -21,23 +21,23 @@ from typing import Any, Protocol
 
 from goraxfast.config import Config
 from goraxfast.core.message import ExecutionMessage, encode_message, validation_problem
-from goraxfast.core.sqs_model import SQS_LEGACY_MAX_MESSAGE_BYTES
-from goraxfast.dataplane import new_client
+from goraxfast.core.sqs_model import (
+    SQS_DEFAULT_MAX_MESSAGE_BYTES,
+    SQS_LEGACY_MAX_MESSAGE_BYTES,
+    BatchResult,
+    QueueAttributes,
+    SendEntry,
+    entry_size,
+    is_retryable,
+)
 from goraxfast.errors import (
     MessageEncodeError,
     MessageTooLargeError,
     SQSError,
     ValidationError,
 )
-from goraxfast.sqs import (
-    SQS_DEFAULT_MAX_MESSAGE_BYTES,
-    BatchResult,
-    QueueAttributes,
-    SendEntry,
-    SyncSQSClient,
-    entry_size,
-    is_retryable,
-)
+from goraxfast.sqs.botocore import SyncSQSClient
+from goraxfast.sqs.choice import new_client
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def _fallback_limit(queue_url: str, why: object) -> int:
 
 class PublishingClient(Protocol):
     """What :class:`Publisher` sends with: :class:`SQSClient` (aiobotocore) or
-    :class:`goraxfast.fastsqs.FastSQSClient`."""
+    :class:`goraxfast.sqs.fast.FastSQSClient`."""
 
     async def send_message(
         self,
@@ -231,7 +231,7 @@ class Publisher(_PublishCore):
     def from_config(cls, config: Config, *, max_message_bytes: int | None = None) -> Publisher:
         """A publisher with a client of its own, started and closed by ``async with``: the
         fast client when ``GORAXFAST_SQS_CLIENT=fast`` (the default) and no environment proxy
-        applies, else aiobotocore's (:func:`goraxfast.dataplane.new_client` chooses).
+        applies, else aiobotocore's (:func:`goraxfast.sqs.choice.new_client` chooses).
 
         Messages are held to the queue's own ``MaximumMessageSize``, read when the publisher
         starts (one GetQueueAttributes call: open a publisher per process, not per request),
@@ -285,7 +285,7 @@ class Publisher(_PublishCore):
 
         With the fast client a lost answer (SQS may have the message) raises at once rather than
         sending again: whether to risk a duplicate is the caller's choice here. ``publish_batch``
-        sends again (see :meth:`goraxfast.sqs.AsyncQueueClient.send_entries`).
+        sends again (see :meth:`goraxfast.sqs.botocore.AsyncQueueClient.send_entries`).
         """
         entry = self._prepare([msg])[0]
         try:

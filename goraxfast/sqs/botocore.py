@@ -1,6 +1,6 @@
 """SQS clients: one long-lived aiobotocore client for the engine, a thin boto3 one for web apps.
 
-The engine depends only on :class:`DataPlane` (the four hot calls), so a leaner client can
+The engine depends only on :class:`goraxfast.core.dataplane.DataPlane` (the four hot calls), so a leaner client can
 replace botocore later without touching it. Batch calls here make exactly one request and report
 every entry; only :meth:`SQSClient.send_entries` splits and retries, and the decisions it makes
 (chunking by count and size, what is retryable, how long to wait) live in :class:`SendPlan`, a
@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from aiobotocore.config import AioConfig
@@ -30,27 +30,20 @@ from botocore.exceptions import (
 )
 
 from goraxfast.config import Config
+from goraxfast.core.dataplane import DataPlane
 from goraxfast.core.sqs_model import (
+    QUEUE_ATTRIBUTES_READ,
     QUEUE_MISSING_CODES,
     RECEIVE_SYSTEM_ATTRIBUTES,
-    RETRYABLE_CODES,
     SQS_DEFAULT_MAX_MESSAGE_BYTES,
-    SQS_MAX_BATCH,
     SQS_MAX_WAIT_S,
-    BatchFailure,
     BatchResult,
     QueueAttributes,
     ReceivedMessage,
     SendEntry,
     SendPlan,
-    attributes_size,
-    backoff_s,
     batch_result,
     check_batch_size,
-    chunk_entries,
-    entry_problem,
-    entry_size,
-    is_retryable,
     message_args,
     queue_attributes_of,
     received_message,
@@ -65,55 +58,14 @@ from goraxfast.errors import (
     SQSError,
 )
 
-# The SQS model lives in goraxfast.core.sqs_model (pure); this module re-exports it.
 __all__ = [
-    "QUEUE_MISSING_CODES",
-    "RECEIVE_SYSTEM_ATTRIBUTES",
-    "RETRYABLE_CODES",
-    "SQS_DEFAULT_MAX_MESSAGE_BYTES",
-    "SQS_MAX_BATCH",
-    "SQS_MAX_WAIT_S",
-    "BatchFailure",
-    "BatchResult",
-    "DataPlane",
-    "QueueAttributes",
-    "ReceivedMessage",
+    "AsyncQueueClient",
+    "QueueClientBase",
     "SQSClient",
-    "SendEntry",
-    "SendPlan",
     "SyncSQSClient",
-    "attributes_size",
-    "backoff_s",
-    "batch_result",
-    "check_batch_size",
-    "chunk_entries",
     "client_kwargs",
-    "entry_problem",
-    "entry_size",
-    "is_retryable",
-    "message_args",
-    "queue_attributes_of",
-    "received_message",
-    "send_payload",
-    "whole_call_failure",
     "wrap_error",
 ]
-
-
-class DataPlane(Protocol):
-    """The hot calls the engine needs; a leaner client will implement the same protocol."""
-
-    async def receive(
-        self, max_messages: int, wait_time_s: int, visibility_timeout_s: int
-    ) -> list[ReceivedMessage]: ...
-
-    async def delete_batch(self, entries: Sequence[tuple[str, str]]) -> BatchResult: ...
-
-    async def change_visibility_batch(
-        self, entries: Sequence[tuple[str, str, int]]
-    ) -> BatchResult: ...
-
-    async def send_batch(self, queue_url: str, entries: Sequence[SendEntry]) -> BatchResult: ...
 
 
 def wrap_error(exc: Exception, operation: str, queue_url: str) -> SQSError:
@@ -138,14 +90,6 @@ def wrap_error(exc: Exception, operation: str, queue_url: str) -> SQSError:
 
 def _operation(method: str) -> str:
     return "".join(part.title() for part in method.split("_"))
-
-
-_DEPTH_ATTRIBUTES = [
-    "ApproximateNumberOfMessages",
-    "ApproximateNumberOfMessagesNotVisible",
-    "ApproximateNumberOfMessagesDelayed",
-    "MaximumMessageSize",
-]
 
 
 def client_kwargs(config: Config) -> dict[str, Any]:
@@ -409,7 +353,9 @@ class SQSClient(AsyncQueueClient):
 
     async def queue_attributes(self, queue_url: str | None = None) -> QueueAttributes:
         url = self._url(queue_url)
-        resp = await self._call("get_queue_attributes", url, AttributeNames=_DEPTH_ATTRIBUTES)
+        resp = await self._call(
+            "get_queue_attributes", url, AttributeNames=list(QUEUE_ATTRIBUTES_READ)
+        )
         return queue_attributes_of(resp.get("Attributes", {}))
 
     async def health_check(self) -> None:
@@ -510,7 +456,7 @@ class SyncSQSClient(QueueClientBase):
 
     def queue_attributes(self, queue_url: str | None = None) -> QueueAttributes:
         resp = self._call(
-            "get_queue_attributes", self._url(queue_url), AttributeNames=_DEPTH_ATTRIBUTES
+            "get_queue_attributes", self._url(queue_url), AttributeNames=list(QUEUE_ATTRIBUTES_READ)
         )
         return queue_attributes_of(resp.get("Attributes", {}))
 

@@ -33,25 +33,30 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import msgspec
 
 from goraxfast.config import MISSING_QUEUE, QUEUE_NAME, QUEUE_NAME_RULE, Config, integer, number
+from goraxfast.core.exit_codes import (
+    CLI_EXIT_BROKEN_PIPE,
+    CLI_EXIT_INTERRUPTED,
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+)
 from goraxfast.core.message import ExecutionMessage
 from goraxfast.core.sqs_model import SQS_MAX_VISIBILITY_S
 from goraxfast.errors import ConfigError, ConfigProblem, GoraxfastError, HandlerError, MessageError
-from goraxfast.handler import DOTTED_NAME
+from goraxfast.worker.handler import DOTTED_NAME
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
     from goraxfast.core.health import HealthStatus
-    from goraxfast.publisher import PublishResult
+    from goraxfast.publish.publisher import PublishResult
 
 # The SQS clients (botocore, aiohttp: most of a second to import) are imported by the commands
 # that use them, so that a mistake is reported, and --help or --version answered, at once.
 
-EXIT_OK = 0
-EXIT_FAILED = 1  # the command ran and failed (SQS refused, some messages not published)
-EXIT_CONFIG = 2  # a mistake in a flag or in the environment: nothing was done
-EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
-EXIT_BROKEN_PIPE = 141  # stdout closed by its reader (128 + SIGPIPE, as a shell reports it)
+# exit codes: the table is goraxfast.core.exit_codes
+EXIT_INTERRUPTED = CLI_EXIT_INTERRUPTED
+EXIT_BROKEN_PIPE = CLI_EXIT_BROKEN_PIPE
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SQS_MAX_RECEIVE_COUNT = 1000  # RedrivePolicy maxReceiveCount: 1-1000
@@ -183,7 +188,7 @@ def _queues_create_check(args: argparse.Namespace) -> list[ConfigProblem]:
 
 
 def _queues_create(args: argparse.Namespace, config: Config) -> int:
-    from goraxfast.sqs import SyncSQSClient
+    from goraxfast.sqs.botocore import SyncSQSClient
 
     dlq_name = args.dlq_name or dlq_name_for(args.name)
     visibility = (
@@ -256,7 +261,7 @@ def demo_messages(count: int, tenants: int) -> list[ExecutionMessage]:
 
 def read_jsonl(path: Path) -> tuple[list[ExecutionMessage], list[str]]:
     """The good messages of a JSON-lines file, and one ``file:line: reason`` per bad line."""
-    from goraxfast.adapter import build_message
+    from goraxfast.publish.adapter import build_message
 
     good: list[ExecutionMessage] = []
     bad: list[str] = []
@@ -273,7 +278,7 @@ def read_jsonl(path: Path) -> tuple[list[ExecutionMessage], list[str]]:
 
 
 async def publish_messages(config: Config, msgs: Sequence[ExecutionMessage]) -> PublishResult:
-    from goraxfast.publisher import Publisher
+    from goraxfast.publish.publisher import Publisher
 
     async with Publisher.from_config(config) as publisher:
         return await publisher.publish_batch(msgs)
@@ -340,8 +345,8 @@ def format_stats(status: HealthStatus, queue_url: str, dlq_url: str) -> str:
 
 
 async def _stats_loop(args: argparse.Namespace, config: Config) -> int:
-    from goraxfast.metrics import MetricsCollector
-    from goraxfast.sqs import SQSClient
+    from goraxfast.ops.queue_metrics import MetricsCollector
+    from goraxfast.sqs.botocore import SQSClient
 
     async with SQSClient(config) as sqs:
         collector = MetricsCollector(
@@ -390,8 +395,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace, config: Config) -> int:
-    from goraxfast.engine import Engine
-    from goraxfast.handler import bind_handler
+    from goraxfast.engine.engine import Engine
+    from goraxfast.worker.handler import bind_handler
 
     if args.workers is not None:
         config = config.with_(worker_processes=args.workers)
