@@ -159,7 +159,7 @@ def _queues_create_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--visibility-timeout",
         type=flag("--visibility-timeout", integer(0, SQS_MAX_VISIBILITY_S)),
-        help="seconds, 0-43200 (default: QUEUE_VISIBILITY_TIMEOUT)",
+        help=f"seconds, 0-{SQS_MAX_VISIBILITY_S} (default: QUEUE_VISIBILITY_TIMEOUT)",
     )
 
 

@@ -12,7 +12,7 @@ The region is shared between two processes, so correctness rests on a few invari
   skipped bytes count as used until the consumer passes the marker.
 - An index is published with one aligned 8-byte store through a ``cast("Q")`` view, after the
   bytes it covers are written (``struct.pack_into`` zeroes first: readers saw 0). This ordering
-  holds on x86 (total store order); see DESIGN.md, "Ring hazards measured here".
+  holds on x86 (total store order); tests/test_shm.py drives it across real processes.
 
 A ring whose record does not fit contiguously publishes the wrap marker on its own even when the
 record itself does not fit yet, so the next attempt starts at offset 0 and a record as large as

@@ -2,7 +2,7 @@
 
 Memory is an anonymous ``MAP_SHARED`` mapping made before fork and inherited by the children:
 no name to unlink, no resource tracker, nothing left behind if the parent is SIGKILLed. (A
-replacement started by ``forkserver`` cannot inherit it; see DESIGN.md, Forking.)
+replacement started by ``forkserver`` cannot inherit it; see the README, "How it works".)
 
 Wake-ups go through an eventfd (a pipe where there is none). The ring itself needs no lock, but
 the ordering between "data published" on one side and "woken, now read" on the other is backed by
