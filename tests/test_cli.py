@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from goraxfast.cli.main import dlq_name_for
+from goraxfast.cli.commands import dlq_name_for
 
 _OWN_PREFIXES = ("AWS_", "QUEUE_", "WORKER_", "GORAXFAST_")
 

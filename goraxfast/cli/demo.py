@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import boto3
 
+from goraxfast.cli.commands import demo_messages, format_stats, publish_messages
 from goraxfast.cli.localstack import DEFAULT_PORT, LocalStack, LocalStackError, PythonMissingError
-from goraxfast.cli.main import demo_messages, format_stats, publish_messages
 from goraxfast.cli.moto_server import MotoServer
 from goraxfast.config import Config
 from goraxfast.core.health import HealthStatus
