@@ -255,3 +255,59 @@ async def test_what_is_unsent_when_the_engine_stops_is_counted_as_abandoned() ->
         acker.add(AckKind.DELETE, AckEntry(key, f"rh-{key}"))
     assert not await acker.flush(0.3)
     assert acker.abandon() == 3 and acker.counters.abandoned == 3 and acker.pending == 0
+
+
+class StalledDeletes(ScriptedPlane):
+    """Deletes wait until released; visibility changes answer at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.deletes_started = 0
+
+    async def delete_batch(self, entries: Sequence[tuple[str, str]]) -> BatchResult:
+        self.deletes_started += 1
+        await self.release.wait()
+        return BatchResult(tuple(e[0] for e in entries), ())
+
+
+def stalled_acker(plane: StalledDeletes, calls_per_kind: int) -> Acker:
+    return Acker(
+        AckBatcher(max_age_s=0),
+        plane,
+        queue_url="q",
+        dlq_url="dlq",
+        clock=time.monotonic,
+        calls_per_kind=calls_per_kind,
+    )
+
+
+async def test_lease_renewals_are_not_held_behind_deletes_that_use_every_call() -> None:
+    plane = StalledDeletes()
+    acker = stalled_acker(plane, calls_per_kind=2)
+    task = asyncio.get_running_loop().create_task(acker.run())
+    for i in range(50):  # five delete batches: two in calls, three waiting for one
+        acker.add(AckKind.DELETE, AckEntry(i, f"rh-{i}"))
+    acker.add(AckKind.VISIBILITY, AckEntry(100, "rh-100", 30))
+    for _ in range(100):
+        if any(name == "visibility" for name, _ in plane.calls):
+            break
+        await asyncio.sleep(0)
+    assert [name for name, _ in plane.calls] == ["visibility"]
+    assert plane.deletes_started == 2
+    plane.release.set()
+    assert await acker.flush(5)
+    assert plane.deletes_started == 5 and acker.counters.deleted == 50
+    task.cancel()
+
+
+async def test_queued_batches_are_dropped_not_sent_when_acks_are_abandoned() -> None:
+    plane = StalledDeletes()
+    acker = stalled_acker(plane, calls_per_kind=1)
+    for i in range(30):
+        acker.add(AckKind.DELETE, AckEntry(i, f"rh-{i}"))
+    assert not await acker.flush(0.05)
+    assert acker.abandon() == 30
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert plane.deletes_started == 1  # the queued two never started
