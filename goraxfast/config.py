@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+from goraxfast.core.pipeline import DEFAULT_LIMITS
 from goraxfast.core.sqs_model import SQS_MAX_VISIBILITY_S
 from goraxfast.errors import ConfigError, ConfigProblem
 
@@ -65,8 +66,9 @@ class Config:
     health_host: str = "127.0.0.1"
     # goraxfast's own settings (named in gorax's style, validated the same way)
     worker_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
-    pollers: int = 0
-    prefetch: int = 40
+    pollers: int = 0  # 0: automatic; else the most receives in flight (or exactly, if fixed)
+    prefetch: int | None = None  # None: automatic; else the most held beyond the running ones
+    pipeline: str = "auto"  # "fixed": QUEUE_POLLERS and QUEUE_PREFETCH are kept as they are
     ack_flush_ms: int = 20
     shutdown_grace_s: float = 30.0
     tenant_limits: Mapping[str, int] = field(default_factory=dict)
@@ -284,6 +286,20 @@ def _choice(*options: str) -> Callable[[str], str]:
 _cap = integer(1)
 
 
+def _auto_or(parse: Callable[[str], int]) -> Callable[[str], int | None]:
+    """``auto`` (any case) for the automatic value, else what ``parse`` takes."""
+
+    def parse_auto(raw: str) -> int | None:
+        if raw.lower() == "auto":
+            return None
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            raise ValueError(f"auto, or {exc}") from None
+
+    return parse_auto
+
+
 def _tenant_limits(raw: str) -> dict[str, int]:
     """``tenant-a=2,tenant-b=5``: per-tenant caps that override WORKER_MAX_CONCURRENCY_PER_TENANT."""
     allowed = "comma-separated tenant=cap pairs, each tenant once, each cap an integer >= 1"
@@ -316,6 +332,7 @@ class Setting:
 
 
 _12H = SQS_MAX_VISIBILITY_S  # SQS holds a received message at most 12 hours: no wait goes beyond
+MAX_POLLERS = DEFAULT_LIMITS.max_pollers
 
 #: Every environment variable goraxfast reads. The README's table is generated from the same facts.
 SETTINGS: tuple[Setting, ...] = (
@@ -388,9 +405,23 @@ SETTINGS: tuple[Setting, ...] = (
         "health/metrics bind address (0.0.0.0 in containers)",
     ),
     Setting("WORKER_PROCESSES", "worker_processes", integer(1, 1024), "forked worker processes"),
-    Setting("QUEUE_POLLERS", "pollers", integer(0, 64), "concurrent long polls (0: automatic)"),
     Setting(
-        "QUEUE_PREFETCH", "prefetch", integer(0, 10_000), "messages held beyond the running ones"
+        "QUEUE_POLLERS",
+        "pollers",
+        integer(0, MAX_POLLERS),
+        "most ReceiveMessage calls in flight (0: automatic, up to 128)",
+    ),
+    Setting(
+        "QUEUE_PREFETCH",
+        "prefetch",
+        _auto_or(integer(0, 10_000)),
+        "most messages held beyond the running ones (auto: sized by the round trip)",
+    ),
+    Setting(
+        "QUEUE_PIPELINE",
+        "pipeline",
+        _choice("auto", "fixed"),
+        "auto: sized by round trip and handler rate, the two above as caps; fixed: kept as set",
     ),
     Setting(
         "QUEUE_ACK_FLUSH_MS",

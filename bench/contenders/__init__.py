@@ -93,15 +93,16 @@ def _engine_settings(client: str) -> Callable[[LaunchContext], dict[str, Any]]:
     def settings(ctx: LaunchContext) -> dict[str, Any]:
         # Imported here: the peers' environments import this package without goraxfast.
         from goraxfast.config import Config
-        from goraxfast.engine.engine import poller_count
+        from goraxfast.engine.build import pipeline_limits
 
         defaults = Config()
+        limits = pipeline_limits(defaults)
         return {
             "worker_processes": ctx.workers,
             "sqs_client": client,
             "concurrent_workers": defaults.concurrent_workers,
-            "prefetch": defaults.prefetch,
-            "pollers": f"auto ({poller_count(defaults)})",
+            "prefetch": f"auto (0-{limits.max_prefetch})",
+            "pollers": f"auto ({limits.min_pollers}-{limits.max_pollers})",
             "wait_time_s": defaults.wait_time_s,
             "ack_flush_ms": defaults.ack_flush_ms,
             "handler": "sync def (async def for sleep:MS)",

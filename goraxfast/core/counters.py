@@ -100,3 +100,48 @@ class WorkerTotals:
             running += value
             out.append(running)
         return out
+
+
+#: Bucket upper bounds of the dwell histogram (receive -> handler start), in seconds: finer than
+#: the handler buckets at the low end, where an engine on loopback keeps its messages.
+DWELL_BUCKETS_S: tuple[float, ...] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+
+
+def histogram_quantile(bounds_s: Sequence[float], counts: Sequence[int], q: float) -> float | None:
+    """The ``q`` quantile of a histogram of per-bucket counts (``len(bounds_s) + 1`` of them, the
+    last one +Inf), interpolated linearly inside its bucket as Prometheus' ``histogram_quantile``
+    does; None when it is empty. A quantile in the +Inf bucket is the highest finite bound."""
+    if len(counts) != len(bounds_s) + 1:
+        raise ValueError(f"{len(counts)} counts for {len(bounds_s)} bounds (+Inf)")
+    total = sum(counts)
+    if total == 0:
+        return None
+    rank = min(max(q, 0.0), 1.0) * total
+    below = 0
+    for i, count in enumerate(counts):
+        if count and below + count >= rank:
+            if i == len(bounds_s):
+                return bounds_s[-1]
+            lo = bounds_s[i - 1] if i else 0.0
+            return lo + (bounds_s[i] - lo) * (rank - below) / count
+        below += count
+    return bounds_s[-1]

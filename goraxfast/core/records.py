@@ -30,6 +30,9 @@ class Result(msgspec.Struct, array_like=True, gc=False):
     reason: str = ""
     duration_ns: int = 0
     finished_ms: int = 0  # wall clock, for publish→handled latency
+    #: when the handler started (CLOCK_MONOTONIC, shared by every process on the host): the
+    #: parent's dwell, receive -> handler start; 0 for a delivery handed back unrun
+    started_ns: int = 0
 
 
 DELIVERY_ENCODER = msgspec.msgpack.Encoder()

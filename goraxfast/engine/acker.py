@@ -19,7 +19,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from goraxfast.core.acks import SQS_MAX_BATCH, AckBatch, AckBatcher, AckEntry, AckKind
+from goraxfast.core.acks import (
+    ACK_CALLS_PER_KIND,
+    SQS_MAX_BATCH,
+    AckBatch,
+    AckBatcher,
+    AckEntry,
+    AckKind,
+)
 from goraxfast.core.dataplane import DataPlane
 from goraxfast.core.deadletter import DeadLetter, FittedLetter, fit_letter
 from goraxfast.core.outage import Outage
@@ -40,10 +47,6 @@ log = logging.getLogger("goraxfast.acks")
 
 MAX_ATTEMPTS = 6
 _ENTRY_IDS = tuple(str(i) for i in range(SQS_MAX_BATCH))  # batch entry ids, made once
-#: Calls in flight per kind (deletes, visibility changes, dead letters), each kind on its own so
-#: that lease renewals never queue behind deletes. At a 40 ms round trip, 64 delete calls in
-#: flight carry 16,000 deletes a second; beyond the cap, due batches wait in order for a call.
-MAX_CALLS_PER_KIND = 64
 
 
 @dataclass(slots=True)
@@ -75,7 +78,7 @@ class Acker:
         clock: Callable[[], float],
         max_message_bytes: int = SQS_DEFAULT_MAX_MESSAGE_BYTES,
         retry_base_s: float = 0.05,
-        calls_per_kind: int = MAX_CALLS_PER_KIND,
+        calls_per_kind: int = ACK_CALLS_PER_KIND,
     ) -> None:
         self.max_message_bytes = max_message_bytes
         self.retry_base_s = retry_base_s

@@ -35,9 +35,16 @@ from goraxfast.core.exit_codes import (
 from goraxfast.core.health import HealthStatus
 from goraxfast.core.outage import Outage, format_duration
 from goraxfast.engine.acker import Acker
-from goraxfast.engine.build import Parts, build_parts, build_poller, build_workforce, poller_count
+from goraxfast.engine.build import (
+    Parts,
+    build_parts,
+    build_pipeline,
+    build_workforce,
+    handlers_at_once,
+)
 from goraxfast.engine.dispatch import Dispatcher
-from goraxfast.engine.poller import Credits, PollCounters, Poller
+from goraxfast.engine.pipeline import ReceivePipeline
+from goraxfast.engine.poller import Credits, PollCounters
 from goraxfast.engine.preflight import check_queues, dlq_max_message_bytes
 from goraxfast.engine.seats import SeatState
 from goraxfast.engine.stats import EngineStats, StatsSources, engine_families, snapshot
@@ -116,8 +123,9 @@ class Engine:
         self._parts: Parts | None = None
         self._poll_counters = PollCounters()
         self._tasks: list[asyncio.Task[Any]] = []
-        self._pollers: list[asyncio.Task[Any]] = []
-        self._poller_objs: list[Poller] = []
+        self._pipeline: ReceivePipeline | None = None
+        self._handler_seen = (0, 0)  # (handlers finished, their ns), at the last mean taken
+        self._handler_mean_s: float | None = None
         self.receive_outage = Outage("SQS ReceiveMessage")
         self._stopped: asyncio.Event | None = None
         self._force: asyncio.Event | None = None
@@ -192,7 +200,12 @@ class Engine:
 
     def _sources(self) -> StatsSources:
         return StatsSources(
-            self.state.value, self.dispatcher, self.acker, self._poll_counters, self._workforce
+            self.state.value,
+            self.dispatcher,
+            self.acker,
+            self._poll_counters,
+            self._workforce,
+            self._pipeline.counters if self._pipeline is not None else None,
         )
 
     def stats(self) -> EngineStats:
@@ -305,25 +318,35 @@ class Engine:
             ),
             loop.create_task(self._workforce.supervise(), name="goraxfast-supervise"),
         ]
-        self._poller_objs = [build_poller(cfg, self._dp, parts) for _ in range(poller_count(cfg))]
-        self._pollers = [
-            loop.create_task(poller.run(), name=f"goraxfast-poller-{i}")
-            for i, poller in enumerate(self._poller_objs)
-        ]
-        for task in (*self._tasks, *self._pollers):
+        pipeline = self._pipeline = build_pipeline(
+            cfg,
+            self._dp,
+            parts,
+            handlers_at_once=handlers_at_once(cfg, self.bound, self.workers),
+            handler_s=self._mean_handler_s,
+            on_poller_failed=self._on_task_done,
+        )
+        self._tasks.append(loop.create_task(pipeline.run(), name="goraxfast-pipeline"))
+        for task in self._tasks:
             task.add_done_callback(self._on_task_done)
+        pipeline.start()
         if handle_signals:
             for sig in STOP_SIGNALS:
                 loop.add_signal_handler(sig, self._on_signal, sig)
                 self._signals_installed.append(sig)
         self.state = State.RUNNING
+        limits = parts.limits
         log.info(
-            "engine running: %d workers (%s handler %s), %d handlers at once, %d pollers, queue %s",
+            "engine running: %d workers (%s handler %s), %d handlers at once, receive pipeline "
+            "%s, queue %s",
             self.workers,
             "async" if self.bound.is_async else "sync",
             self.bound.describe(),
             cfg.concurrent_workers,
-            len(self._pollers),
+            f"fixed ({limits.fixed_pollers} in flight, prefetch {limits.fixed_prefetch})"
+            if limits.fixed_pollers is not None
+            else f"auto ({limits.min_pollers}-{limits.max_pollers} in flight, prefetch "
+            f"up to {limits.max_prefetch})",
             cfg.queue_url,
         )
         if self.fatal_error is not None:
@@ -364,6 +387,16 @@ class Engine:
                 live=self.liveness,
             )
             await self.http.start()
+
+    def _mean_handler_s(self) -> float | None:
+        """The mean handler time since the last call (the last mean while none finished)."""
+        totals = self._workforce.totals()
+        finished, ns = sum(totals.histogram), totals.handler_ns_total
+        seen_finished, seen_ns = self._handler_seen
+        if finished > seen_finished:
+            self._handler_mean_s = (ns - seen_ns) / (finished - seen_finished) / 1e9
+            self._handler_seen = (finished, ns)
+        return self._handler_mean_s
 
     async def _run_main(self) -> int:
         await self.start(handle_signals=True)
@@ -485,14 +518,8 @@ class Engine:
         log.info("stopped: %s", self.stats().summary())
 
     def _stop_pollers(self) -> list[asyncio.Task[Any]]:
-        """Stop every poller; cancel those not in a receive, return those that are."""
-        in_flight = []
-        for poller, task in zip(self._poller_objs, self._pollers, strict=True):
-            if poller.stop() and not task.done():
-                in_flight.append(task)
-            else:
-                task.cancel()
-        return in_flight
+        """Stop receiving; the tasks of the long polls in flight, which are let finish."""
+        return list(self._pipeline.stop()) if self._pipeline is not None else []
 
     async def _await_polls(self, polls: list[asyncio.Task[Any]]) -> None:
         """The long polls in flight end within their wait time; past that (a server that does
@@ -514,9 +541,12 @@ class Engine:
 
     async def _teardown(self) -> None:
         loop = asyncio.get_running_loop()
-        for task in self._pollers + self._tasks:
+        pollers = self._pipeline.tasks if self._pipeline is not None else []
+        if self._pipeline is not None:
+            self._pipeline.stopping = True
+        for task in (*pollers, *self._tasks):
             task.cancel()
-        await asyncio.gather(*self._pollers, *self._tasks, return_exceptions=True)
+        await asyncio.gather(*pollers, *self._tasks, return_exceptions=True)
         if self.acker is not None:
             self.acker.cancel_retries()
         for sig in self._signals_installed:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -36,8 +37,10 @@ class PollCounters:
 class Credits:
     """Room for messages under the engine's capacity, shared by every poller."""
 
-    def __init__(self, capacity: int, held: Callable[[], int]) -> None:
+    def __init__(self, capacity: int, held: Callable[[], int], receive_at_least: int = 10) -> None:
         self.capacity = capacity
+        #: The room a poller waits for before it receives (the pipeline's plan sets it).
+        self.receive_at_least = receive_at_least
         self._held = held
         self._reserved = 0
         self._changed = asyncio.Event()
@@ -54,6 +57,18 @@ class Credits:
     def give_back(self, count: int) -> None:
         self._reserved -= count
         self._wake_if_room()
+
+    @property
+    def waiting(self) -> int:
+        """Pollers waiting for room now: the handlers, not the receives, are the bottleneck."""
+        return len(self._needs)
+
+    def resize(self, capacity: int, receive_at_least: int) -> None:
+        """The pipeline's plan changed: a larger capacity may let waiting pollers go."""
+        grew = capacity > self.capacity or receive_at_least < self.receive_at_least
+        self.capacity, self.receive_at_least = capacity, receive_at_least
+        if grew:
+            self._wake_if_room()
 
     def changed(self) -> None:
         """Call when held messages went away (a result came back, a message was released)."""
@@ -94,6 +109,7 @@ class Poller:
         on_intake_error: Callable[[Sequence[ReceivedMessage], BaseException], int] | None = None,
         outage: Outage | None = None,
         rand: Callable[[], float] | None = None,
+        on_answer: Callable[[float, float, int, float, int], None] | None = None,
     ) -> None:
         self.dp = data_plane
         self.credits = credits
@@ -107,6 +123,8 @@ class Poller:
         self.on_intake_error = on_intake_error
         self.outage = outage if outage is not None else Outage("SQS ReceiveMessage")
         self.rand = rand or random.random
+        #: (now, round trip, messages, long-poll wait, asked) of every answered receive
+        self.on_answer = on_answer
         self.stopping = False
         self.receiving = False
         # error (type, text) -> [time of its last line, batches and messages since]
@@ -123,13 +141,14 @@ class Poller:
         loop = asyncio.get_running_loop()
         outage = self.outage
         while not self._stopped():
-            await self.credits.wait_for_room(self.max_messages)
+            await self.credits.wait_for_room(min(self.max_messages, self.credits.receive_at_least))
             if self._stopped():
                 return
             want = self.credits.reserve(self.max_messages)
             if want == 0:
                 continue
             self.receiving = True
+            sent_at = time.monotonic()  # not loop.time(): uvloop's is cached, in ms
             try:
                 messages = await self.dp.receive(want, self.wait_time_s, self.visibility_timeout_s)
             except asyncio.CancelledError:
@@ -153,6 +172,9 @@ class Poller:
                     log.warning("%s (queue %s)", recovered, self.queue_url)
             self.counters.receives += 1
             self.credits.give_back(want)
+            if self.on_answer is not None:
+                now = time.monotonic()
+                self.on_answer(now, now - sent_at, len(messages), self.wait_time_s, want)
             if messages:
                 self.counters.received += len(messages)
                 try:

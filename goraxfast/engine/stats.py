@@ -13,6 +13,7 @@ from goraxfast.core import counters as C
 from goraxfast.core.retry import Outcome
 from goraxfast.engine.acker import Acker
 from goraxfast.engine.dispatch import Dispatcher
+from goraxfast.engine.pipeline import PipelineCounters
 from goraxfast.engine.poller import PollCounters
 from goraxfast.engine.workforce import Workforce
 from goraxfast.ops.prometheus import HistogramSample, MetricFamily, Sample
@@ -28,6 +29,7 @@ class StatsSources:
     acker: Acker | None
     polls: PollCounters
     workforce: Workforce
+    pipeline: PipelineCounters | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,10 @@ class EngineStats:
     empty_receives: int
     receive_errors: int
     handled: int  # every outcome except RELEASED: attempts that ran
+    pollers: int  # ReceiveMessage calls the pipeline keeps in flight now
+    prefetch: int  # room beyond the running messages now
+    pollers_max: int  # the most of each during the run
+    prefetch_max: int
 
     def summary(self) -> str:
         return (
@@ -79,6 +85,7 @@ def snapshot(src: StatsSources) -> EngineStats:
     d = src.dispatcher
     a = src.acker
     p = src.polls
+    pl = src.pipeline
     done = d.counters.completed if d is not None else dict.fromkeys(Outcome, 0)
     return EngineStats(
         state=src.state,
@@ -110,6 +117,10 @@ def snapshot(src: StatsSources) -> EngineStats:
         empty_receives=p.empty_receives,
         receive_errors=p.receive_errors,
         handled=sum(v for k, v in done.items() if k is not Outcome.RELEASED),
+        pollers=pl.pollers if pl else 0,
+        prefetch=pl.prefetch if pl else 0,
+        pollers_max=pl.pollers_max if pl else 0,
+        prefetch_max=pl.prefetch_max if pl else 0,
     )
 
 
@@ -174,6 +185,16 @@ def engine_families(src: StatsSources) -> list[MetricFamily]:
             "goraxfast_acks_pending", "Acknowledgements not yet confirmed by SQS.", s.acks_pending
         ),
         _gauge("goraxfast_workers_alive", "Live worker processes.", len(src.workforce.pids())),
+        _gauge(
+            "goraxfast_receive_pipeline_pollers",
+            "ReceiveMessage calls the pipeline keeps in flight (sized by the round trip).",
+            s.pollers,
+        ),
+        _gauge(
+            "goraxfast_receive_pipeline_prefetch",
+            "Room for messages beyond the running ones (sized by the round trip and rate).",
+            s.prefetch,
+        ),
     ]
     if src.dispatcher is not None:
         by_tenant = src.dispatcher.in_flight_by_tenant()

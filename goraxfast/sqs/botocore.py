@@ -57,6 +57,7 @@ from goraxfast.errors import (
     ReceiptHandleInvalidError,
     SQSError,
 )
+from goraxfast.sqs.compat import connections_for
 
 __all__ = [
     "AsyncQueueClient",
@@ -105,14 +106,16 @@ def client_kwargs(config: Config) -> dict[str, Any]:
     return kwargs
 
 
-def _botocore_options(read_timeout_s: float, sdk_attempts: int) -> dict[str, Any]:
+def _botocore_options(
+    read_timeout_s: float, sdk_attempts: int, max_pool_connections: int = 50
+) -> dict[str, Any]:
     # The read timeout must outlast the longest legal long poll, or idle receives would fail.
     # botocore itself retries whole calls (throttling, 5xx, lost connections); we never
     # retry a whole call on top except inside send_entries.
     return {
         "read_timeout": read_timeout_s,
         "connect_timeout": 5,
-        "max_pool_connections": 50,
+        "max_pool_connections": max_pool_connections,
         # total_max_attempts counts the first try; botocore's max_attempts counts only retries
         "retries": {"mode": "standard", "total_max_attempts": max(1, sdk_attempts)},
     }
@@ -244,7 +247,11 @@ class SQSClient(AsyncQueueClient):
             stack = contextlib.AsyncExitStack()
             session = get_session()
             kwargs = client_kwargs(self._config)
-            boto = AioConfig(**_botocore_options(self._read_timeout_s, self._sdk_attempts))
+            boto = AioConfig(
+                **_botocore_options(
+                    self._read_timeout_s, self._sdk_attempts, connections_for(self._config)
+                )
+            )
             self._client = await stack.enter_async_context(
                 session.create_client("sqs", config=boto, **kwargs)
             )
@@ -253,7 +260,9 @@ class SQSClient(AsyncQueueClient):
             # acker's bounded dead-letter resends) already decide what to send again. So batch
             # sends go through a client of their own that makes one attempt, as the fast
             # client does once a request has gone out.
-            once = AioConfig(**_botocore_options(self._read_timeout_s, 1))
+            once = AioConfig(
+                **_botocore_options(self._read_timeout_s, 1, connections_for(self._config))
+            )
             self._send_client = await stack.enter_async_context(
                 session.create_client("sqs", config=once, **kwargs)
             )

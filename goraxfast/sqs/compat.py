@@ -35,9 +35,24 @@ from botocore.retries.standard import ThrottledRetryableChecker, TransientRetrya
 from botocore.utils import get_environ_proxies
 
 from goraxfast.config import Config
+from goraxfast.core.acks import ACK_CALLS_PER_KIND
+from goraxfast.core.pipeline import DEFAULT_LIMITS
 from goraxfast.core.sqs_model import RETRYABLE_CODES
 from goraxfast.errors import ConfigError, ConfigProblem
 from goraxfast.sqs.httpclient import Response
+
+#: Connections beyond the receives and acks in flight: queue attributes, DLQ sends, a spare.
+SPARE_CONNECTIONS = 8
+
+
+def connections_for(config: Config) -> int:
+    """How many connections a data-plane client may keep open: one per receive in flight (up to
+    QUEUE_POLLERS, or the automatic pipeline's most), one per ack call in flight (deletes and
+    visibility changes), and a few spare. Connections open only as calls need them, so an idle
+    engine keeps few; a pool smaller than the pipeline would queue calls behind each other and
+    undo it through a real round trip."""
+    receives = config.pollers or DEFAULT_LIMITS.max_pollers
+    return receives + 2 * ACK_CALLS_PER_KIND + SPARE_CONNECTIONS
 
 
 def endpoint_for(config: Config) -> str:

@@ -65,6 +65,7 @@ from goraxfast.sqs.compat import (
     RetryQuota,
     backoff_delay_s,
     client_error,
+    connections_for,
     endpoint_for,
     resolve_credentials,
     tls_context,
@@ -262,7 +263,7 @@ class FastSQSClient(AsyncQueueClient):
         max_attempts: int = 3,
         response_margin_s: float = SQS_MAX_WAIT_S,
         connect_timeout_s: float = 5.0,
-        max_connections: int = 50,
+        max_connections: int | None = None,
         backoff_base_s: float = 1.0,
         ssl_context: ssl.SSLContext | None = None,
         rng: random.Random | None = None,
@@ -287,7 +288,9 @@ class FastSQSClient(AsyncQueueClient):
         self.endpoint = endpoint_for(config)
         self._path = urlsplit(self.endpoint).path or "/"
         self._pool_options: dict[str, Any] = {
-            "max_connections": max_connections,
+            "max_connections": connections_for(config)
+            if max_connections is None
+            else max_connections,
             "connect_timeout_s": connect_timeout_s,
             "ssl_context": ssl_context,
         }

@@ -359,7 +359,7 @@ class _SyncWorker(_WorkerBase):
             c[ns_total] += duration_ns
             c[hist + bucket(duration_ns)] += 1
             payload = encode(
-                Result(d.slot, _SUCCESS, -1.0, "", duration_ns, time_ns() // 1_000_000)
+                Result(d.slot, _SUCCESS, -1.0, "", duration_ns, time_ns() // 1_000_000, start)
             )
             if not try_put(payload):
                 self._put_when_room(payload)
@@ -372,7 +372,13 @@ class _SyncWorker(_WorkerBase):
         outcome, delay, reason = outcome_of(exc)
         end = time.monotonic_ns()
         return Result(
-            d.slot, int(outcome), delay, reason, end - start_ns, time.time_ns() // 1_000_000
+            d.slot,
+            int(outcome),
+            delay,
+            reason,
+            end - start_ns,
+            time.time_ns() // 1_000_000,
+            start_ns,
         )
 
 
@@ -439,7 +445,15 @@ class _AsyncWorker(_WorkerBase):
             reason = f"over QUEUE_PROCESS_TIMEOUT={self.process_timeout_s:g}s"
         end = time.monotonic_ns()
         self.record(
-            Result(d.slot, int(outcome), delay, reason, end - start, time.time_ns() // 1_000_000)
+            Result(
+                d.slot,
+                int(outcome),
+                delay,
+                reason,
+                end - start,
+                time.time_ns() // 1_000_000,
+                start,
+            )
         )
         if failure is not None and outcome is Outcome.FAIL:
             self.log_failure(d, failure, msg)
