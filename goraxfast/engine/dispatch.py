@@ -5,6 +5,72 @@ mistaken for a newer message). Receipt handles stay here; the worker sees the sl
 message is in exactly one place: waiting for its tenant's slot (limiter), ready for a worker
 (``ready``), or dispatched to one seat (``SeatState.slots``). Its visibility lease runs from
 receive until its outcome is known.
+
+The message lifecycle
+---------------------
+One row per way out of a state. The *held* states (waiting, ready, dispatched) are in ``held``
+and leased: while a message is in one, :meth:`Dispatcher.renew_leases` extends its visibility
+(:class:`~goraxfast.core.leases.LeaseBook` says when). A message leaves ``held``, its lease and
+its tenant's slot together, on its way to one of the states below them. Outcomes and actions
+are :class:`~goraxfast.core.retry.Outcome` and :class:`~goraxfast.core.retry.ActionKind`;
+"policy" is :class:`~goraxfast.core.retry.RetryPolicy`. Every row is tested, against an
+in-memory queue, in ``tests/test_dispatch_lifecycle.py``.
+
+===========  ================================================  ================================
+state        event that leaves it -> next state                decided in
+===========  ================================================  ================================
+received     its body is undecodable or invalid -> poison      ``on_received``;
+             (the rest of its receive batch goes on)           ``core.message.accepted_tenant``
+received     leased, then admitted by tenant: a free slot      ``on_received``;
+             -> ready; the tenant at its cap -> waiting; the   ``TenantLimiter.admit``
+             waiting bounds (QUEUE_PREFETCH) full -> overflow  (``core.limiter``)
+received     the engine is draining -> released at once        ``_release_arrivals``
+received     a bug in ``on_received`` -> settled as a failed   ``recover_intake``;
+             attempt (what a worker has is left alone)         policy ``intake_failed``
+poison       staged at once: DEAD_LETTER with the error (no    policy ``poison``
+             DLQ: REDRIVE, the backoff) -> ack pending
+waiting      a message of its tenant settles and hands it      ``_settle``;
+             its slot -> ready                                 ``TenantLimiter.release``
+waiting      waited WORKER_THROTTLE_MAX_WAIT_SECONDS           ``expire_throttled``;
+             -> overflow                                       ``TenantLimiter.expired``
+waiting,     shutdown -> released                              ``release_undispatched``
+ready
+ready        a live worker past its worker_init has room in    ``pump``, ``_pick_seat``;
+             its ring -> dispatched                            ``core.bursts.BurstSizer``
+dispatched   its worker's Result comes up the ring -> settled  ``on_results``
+dispatched   its worker died -> lost                           ``worker_lost`` (called by
+                                                               the workforce)
+lost         never taken off the ring -> settled RELEASED;     ``worker_lost``;
+             started -> settled CRASH, or TIMEOUT when the     ``core.worker_loss``
+             parent killed it for QUEUE_PROCESS_TIMEOUT (that  ``.lost_outcome``
+             slot, or every slot of a blocked event loop); in
+             a forced stop the started ones are forgotten,
+             nothing sent
+settled      the policy's action -> ack pending: DELETE;       ``_settle``, ``_apply``;
+             CHANGE_VISIBILITY (Retry's delay, the failure     policy ``decide``
+             backoff, 0 for RELEASED); DEAD_LETTER (Reject,
+             QUEUE_MAX_RETRIES reached); REDRIVE (due for the
+             DLQ, none set: the backoff, for the queue's
+             redrive policy); NOTHING
+             (QUEUE_DELETE_AFTER_PROCESS=false): done
+overflow     staged at once: visibility                        ``_throttle_release``
+             WORKER_THROTTLE_RELEASE_DELAY_SECONDS, never
+             dead-lettered -> ack pending
+released     staged at once: visibility 0, not an attempt      ``_release_now``,
+             -> ack pending                                    ``_release_arrivals``
+ack pending  its batch is due (full, or QUEUE_ACK_FLUSH_MS     ``core.acks.AckBatcher``;
+             old) and SQS accepts it -> confirmed; a           ``engine.acker.Acker``;
+             retryable failure -> sent again; any other ->     ``core.sqs_model``
+             given up (back after its visibility timeout); a   ``.is_retryable``
+             letter the DLQ accepted -> its delete is staged
+             (a stub that fitted instead: the backoff)
+confirmed    -- (counted: deleted, visibility changed,         ``Acker.counters``
+             dead-lettered)
+===========  ================================================  ================================
+
+No state is a dead end: every message ends deleted, in the DLQ, or visible again in SQS, at
+once, after its backoff or (an ack given up, QUEUE_DELETE_AFTER_PROCESS=false, a forced stop)
+after its visibility timeout.
 """
 
 from __future__ import annotations
