@@ -67,6 +67,8 @@ async def test_the_engine_grows_its_receives_in_flight_through_a_real_round_trip
         done.set()
         peak = await sampler
     assert stats.pollers_max > limits.min_pollers, stats
+    assert stats.dwell_p50_s is not None and stats.dwell_p99_s is not None
+    assert 0 <= stats.dwell_p50_s <= stats.dwell_p99_s
     assert peak <= held_bound(limits, cfg.concurrent_workers)
     assert {line[0] for line in trace_lines(trace)} == set(ids)  # at least once each (moto)
 

@@ -28,3 +28,24 @@ def test_every_cli_command_appears_in_the_readme() -> None:
 
 def test_the_readme_shows_the_two_setup_commands() -> None:
     assert "make run" in README and "make test" in README
+
+
+def test_every_path_in_the_layout_tables_exists() -> None:
+    """The layer table and "where each decision lives" name real modules and tests."""
+    root = Path(__file__).parent.parent
+    section = README.split("## Layout", 1)[1]
+    named = set(
+        re.findall(
+            r"`((?:goraxfast|tests)/[\w/]+(?:\.py)?|(?:core|engine|sqs|ipc|ops|worker|cli|publish)/[\w.]+\.py)`",
+            section,
+        )
+    )
+    assert len(named) > 30
+    missing = []
+    for path in sorted(named):
+        candidate = (
+            root / path if path.startswith(("goraxfast", "tests")) else root / "goraxfast" / path
+        )
+        if not candidate.exists():
+            missing.append(path)
+    assert missing == []

@@ -76,6 +76,7 @@ after its visibility timeout.
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -121,9 +122,10 @@ class Held(msgspec.Struct, gc=False):
     attributes: Mapping[str, dict[str, Any]]
     tenant: str
     seat: int = -1
+    received_s: float = 0.0  # the dispatcher's clock when it took the message (for dwell)
 
 
-def held_of(m: ReceivedMessage, slot: int, tenant: str) -> Held:
+def held_of(m: ReceivedMessage, slot: int, tenant: str, received_s: float = 0.0) -> Held:
     return Held(
         slot,
         m.message_id,
@@ -134,6 +136,8 @@ def held_of(m: ReceivedMessage, slot: int, tenant: str) -> Held:
         m.body,
         m.message_attributes,
         tenant,
+        -1,
+        received_s,
     )
 
 
@@ -158,6 +162,9 @@ class DispatchCounters:
     lease_renewals: int = 0
     e2e_histogram: list[int] = field(default_factory=lambda: [0] * (len(C.LATENCY_BUCKETS_S) + 1))
     e2e_sum_ms: int = 0
+    #: receive -> handler start, per bucket of C.DWELL_BUCKETS_S (+Inf last)
+    dwell_sum_s: float = 0.0
+    dwell_histogram: list[int] = field(default_factory=lambda: [0] * (len(C.DWELL_BUCKETS_S) + 1))
 
 
 class Dispatcher:
@@ -222,7 +229,7 @@ class Dispatcher:
                 tenant = accepted_tenant(m.body)
             except Exception as exc:  # MessageError by contract; anything else is poison too
                 tenant, problem = "", f"{type(exc).__name__}: {exc}"
-            h = held_of(m, slot, tenant)
+            h = held_of(m, slot, tenant, now)
             slot += 1
             self._next_slot = slot
             made.append(h)
@@ -409,7 +416,9 @@ class Dispatcher:
                 ran += 1
             if not 0 <= r.outcome < _N_OUTCOMES:
                 raise ValueError(f"result for slot {r.slot} has no outcome {r.outcome}")
-            settle(r.slot, _OUTCOMES[r.outcome], r.delay_s, r.reason, r.finished_ms, now)
+            settle(
+                r.slot, _OUTCOMES[r.outcome], r.delay_s, r.reason, r.finished_ms, now, r.started_ns
+            )
         if ran:
             self.bursts.observe(ran_ns // ran)  # one observation per batch: their mean
         self.on_room()
@@ -437,10 +446,16 @@ class Dispatcher:
         reason: str,
         finished_ms: int,
         now: float,
+        started_ns: int = 0,
     ) -> None:
         h = self.held.pop(slot, None)
         if h is None:
             return
+        if started_ns and h.received_s:
+            # Both are CLOCK_MONOTONIC (the worker's, the parent's: one clock on a host).
+            dwell_s = max(0.0, started_ns / 1e9 - h.received_s)
+            self.counters.dwell_histogram[bisect_left(C.DWELL_BUCKETS_S, dwell_s)] += 1
+            self.counters.dwell_sum_s += dwell_s
         if h.seat >= 0:
             self.seats[h.seat].slots.discard(slot)
         self.leases.remove(slot)
@@ -596,7 +611,9 @@ class Dispatcher:
             return 0
         self.leases.remove(slot)
         if holds_tenant_slot:
-            self.limiter.release(h.tenant)
+            handover = self.limiter.release(h.tenant)
+            if handover is not None:  # none while draining (nothing waits), kept right anyway
+                self.ready.append(handover)
         self.counters.released += 1
         self.acker.add(AckKind.VISIBILITY, AckEntry(slot, h.receipt_handle, 0))
         return 1
@@ -621,13 +638,16 @@ class Dispatcher:
                 h = self.held.pop(slot, None)
                 if h is not None:
                     self.leases.remove(slot)
-                    self.limiter.release(h.tenant)
+                    handover = self.limiter.release(h.tenant)
+                    if handover is not None:
+                        self.ready.append(handover)
             elif outcome is Outcome.TIMEOUT:
                 self.complete(slot, outcome, reason=f"worker killed ({how})")
             else:
                 self.complete(slot, outcome, reason=how)
         seat.slots.clear()
         seat.timed_out_slot = NOT_TIMED_OUT
+        self.pump()  # tenant slots its settles handed over: to the live workers now
 
     def in_flight_by_tenant(self) -> dict[str, int]:
         return self.limiter.running_by_tenant()

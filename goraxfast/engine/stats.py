@@ -8,6 +8,7 @@ workers folded into a retired total so that counters never go backwards.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from goraxfast.core import counters as C
 from goraxfast.core.retry import Outcome
@@ -67,6 +68,8 @@ class EngineStats:
     prefetch: int  # room beyond the running messages now
     pollers_max: int  # the most of each during the run
     prefetch_max: int
+    dwell_p50_s: float | None  # receive -> handler start, from the dwell histogram
+    dwell_p99_s: float | None
 
     def summary(self) -> str:
         return (
@@ -77,7 +80,7 @@ class EngineStats:
             f"acks_pending={self.acks_pending}"
         )
 
-    def as_dict(self) -> dict[str, int | str]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -121,6 +124,12 @@ def snapshot(src: StatsSources) -> EngineStats:
         prefetch=pl.prefetch if pl else 0,
         pollers_max=pl.pollers_max if pl else 0,
         prefetch_max=pl.prefetch_max if pl else 0,
+        dwell_p50_s=C.histogram_quantile(C.DWELL_BUCKETS_S, d.counters.dwell_histogram, 0.5)
+        if d
+        else None,
+        dwell_p99_s=C.histogram_quantile(C.DWELL_BUCKETS_S, d.counters.dwell_histogram, 0.99)
+        if d
+        else None,
     )
 
 
@@ -238,6 +247,19 @@ def engine_families(src: StatsSources) -> list[MetricFamily]:
                         C.LATENCY_BUCKETS_S, cumulative[:-1], c.e2e_sum_ms / 1e3, running
                     )
                 ],
+            )
+        )
+        dwell, total = [], 0
+        for v in c.dwell_histogram:
+            total += v
+            dwell.append(total)
+        fams.append(
+            MetricFamily(
+                "goraxfast_dwell_seconds",
+                "histogram",
+                "From receive to the handler's start: how long a message waits in the engine's "
+                "hands.",
+                [HistogramSample(C.DWELL_BUCKETS_S, dwell[:-1], c.dwell_sum_s, total)],
             )
         )
     return fams

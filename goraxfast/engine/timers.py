@@ -1,7 +1,7 @@
 """The engine's two clocks, each a task beside the dispatcher that sleeps until its next deadline.
 
 - :func:`keep_leases`: visibility extensions, due from :class:`goraxfast.core.leases.LeaseBook`;
-- :func:`expire_throttled`: messages that waited past ``TENANT_THROTTLE_MAX_WAIT_SECONDS`` for
+- :func:`expire_throttled`: messages that waited past ``WORKER_THROTTLE_MAX_WAIT_SECONDS`` for
   their tenant's slot, due from the limiter's oldest waiting message; it sleeps without a timer
   while nothing waits and is woken when something starts waiting.
 
