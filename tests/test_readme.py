@@ -49,3 +49,13 @@ def test_every_path_in_the_layout_tables_exists() -> None:
         if not candidate.exists():
             missing.append(path)
     assert missing == []
+
+
+def test_every_exit_code_of_the_process_tree_is_in_the_readme() -> None:
+    from goraxfast.core.exit_codes import EXIT_CODES
+
+    section = README.split("### Running under systemd or Kubernetes", 1)[1].split("\n## ", 1)[0]
+    engine_rows = set(re.findall(r"^\| (\d+) \|", section, flags=re.M))
+    assert {str(c.code) for c in EXIT_CODES if c.process == "engine"} <= engine_rows
+    for entry in EXIT_CODES:
+        assert re.search(rf"\b{entry.code}\b", section), entry
