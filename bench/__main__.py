@@ -3,6 +3,7 @@
 Examples:
     python -m bench --endpoint http://127.0.0.1:4566 --messages 2000 --contenders goraxfast-fast,aio-batch
     python -m bench --servers fauxqs --handler cpu:2 --workers 2
+    python -m bench --servers fauxqs --rtt-ms 0,15,40 --contenders goraxfast-fast,aio-batch
     python -m bench --all          # what `make bench` runs: LocalStack and fauxqs, everything
 """
 
@@ -53,6 +54,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--latency-messages", type=int, default=60, help="per run, published one at a time"
     )
     e2e.add_argument("--latency-rate", type=float, default=50.0, help="msgs/s of the latency phase")
+    e2e.add_argument(
+        "--rtt-ms",
+        default="0",
+        help="added round trips, comma-separated ms (0 = straight to the server): each "
+        "contender also runs through a delay proxy (bench/delayproxy.py) adding that much to "
+        "each of its SQS calls, e.g. 0,15,40 (real SQS in-region: ~10-30 ms)",
+    )
     extra = p.add_argument_group("other runs")
     extra.add_argument("--all", action="store_true", help="--micro --scaling --publish")
     extra.add_argument(
@@ -74,10 +82,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.all:
         args.micro = args.scaling = args.publish = True
     from bench.recorder import HandlerSpec
-    from bench.suite import message_counts
+    from bench.suite import message_counts, rtt_list
 
     try:
         message_counts(args.messages)
+        rtt_list(args.rtt_ms)
         HandlerSpec.parse(args.handler)
         HandlerSpec.parse(args.scaling_handler)
     except ValueError as exc:

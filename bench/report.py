@@ -52,7 +52,44 @@ def machine() -> dict[str, Any]:
 
 
 def _key(run: dict[str, Any]) -> tuple[Any, ...]:
-    return (run["server"], run["contender"], run["workers"], run["handler"])
+    return (run["server"], run["contender"], run["workers"], run["handler"], _rtt(run))
+
+
+def _rtt(run: dict[str, Any]) -> float:
+    """The round trip the delay proxy added to the run's SQS calls (0: none; older results)."""
+    return float(run.get("rtt_ms") or 0.0)
+
+
+def _num(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) else math.nan
+
+
+def engine_figures(ok: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """What goraxfast's Engine reported about itself, over its successful runs.
+
+    The pipeline it chose while the window was open (median of its samples there, then the
+    median over runs; the most it reached in any run), the most messages it held, and the
+    dwell (receive to handler start) percentiles it measured over each whole run (median over
+    runs). Absent fields (an engine that does not report them) stay NaN: "n/a".
+    """
+    win = [r.get("engine_window") or {} for r in ok]
+    fin = [r.get("engine_stats") or {} for r in ok]
+
+    def most(values: list[float]) -> float:
+        finite = [v for v in values if not math.isnan(v)]
+        return max(finite) if finite else math.nan
+
+    return {
+        "pollers_window": median([_num(w.get("pollers_median")) for w in win]),
+        "prefetch_window": median([_num(w.get("prefetch_median")) for w in win]),
+        "held_window_max": most([_num(w.get("in_flight_max")) for w in win]),
+        "pollers_max": most([_num(f.get("pollers_max")) for f in fin]),
+        "prefetch_max": most([_num(f.get("prefetch_max")) for f in fin]),
+        "dwell_p50_ms": median([_num(f.get("dwell_p50_s")) * 1e3 for f in fin]),
+        "dwell_p99_ms": median([_num(f.get("dwell_p99_s")) * 1e3 for f in fin]),
+        # messages a tenant's waiting bound overflowed: handed back to SQS with a delay
+        "throttle_released": median([_num(f.get("throttle_released")) for f in fin]),
+    }
 
 
 def summarize(runs: Sequence[dict[str, Any]], baseline: str = BASELINE) -> list[dict[str, Any]]:
@@ -61,7 +98,7 @@ def summarize(runs: Sequence[dict[str, Any]], baseline: str = BASELINE) -> list[
     for run in runs:
         groups.setdefault(_key(run), []).append(run)
     rows = []
-    for (server, contender, workers, handler), group in groups.items():
+    for (server, contender, workers, handler, rtt), group in groups.items():
         ok = [r for r in group if r["status"] == "ok"]
         rates = [r["msgs_per_s"] for r in ok]
         latencies = [x for r in ok for x in r.get("latency_ms", [])]
@@ -90,6 +127,11 @@ def summarize(runs: Sequence[dict[str, Any]], baseline: str = BASELINE) -> list[
                 "latency_p50_ms": percentile(latencies, 50),
                 "latency_p99_ms": percentile(latencies, 99),
                 "latency_samples": len(latencies),
+                "rtt_ms": rtt,
+                "proxy_us_per_msg": median([_num(r.get("proxy_us_per_msg")) for r in ok]),
+                "proxy_cores": median([_num(r.get("proxy_cores")) for r in ok]),
+                "engine": any(r.get("engine_stats") or r.get("engine_window") for r in group),
+                **engine_figures(ok),
             }
         )
     add_ratios(rows, baseline)
@@ -97,19 +139,27 @@ def summarize(runs: Sequence[dict[str, Any]], baseline: str = BASELINE) -> list[
 
 
 def add_ratios(rows: list[dict[str, Any]], baseline: str = BASELINE) -> None:
-    """``x_throughput`` and ``x_cpu`` against the baseline row of the same server and handler."""
-    base = {
-        (r["server"], r["workers"], r["handler"]): r
+    """``x_throughput`` and ``x_cpu`` against the baseline row of the same server, handler and
+    added round trip; ``x_own_0ms`` / ``x_cpu_own_0ms`` against the same contender's row with
+    no added round trip (NaN when there is none)."""
+
+    def where(r: dict[str, Any]) -> tuple[Any, ...]:
+        return (r["server"], r["workers"], r["handler"], r.get("rtt_ms", 0.0))
+
+    base = {where(r): r for r in rows if r["contender"] == baseline and r["status"] == "ok"}
+    ceiling = {where(r): r for r in rows if r["contender"] == CEILING and r["status"] == "ok"}
+    direct = {
+        (r["server"], r["contender"], r["workers"], r["handler"]): r
         for r in rows
-        if r["contender"] == baseline and r["status"] == "ok"
-    }
-    ceiling = {
-        (r["server"], r["workers"], r["handler"]): r
-        for r in rows
-        if r["contender"] == CEILING and r["status"] == "ok"
+        if r.get("rtt_ms", 0.0) == 0 and r["status"] == "ok"
     }
     for row in rows:
-        key = (row["server"], row["workers"], row["handler"])
+        own = direct.get((row["server"], row["contender"], row["workers"], row["handler"]))
+        row["x_own_0ms"] = _ratio(row["msgs_per_s"], own["msgs_per_s"] if own else math.nan)
+        row["x_cpu_own_0ms"] = _ratio(
+            row["client_us_per_msg"], own["client_us_per_msg"] if own else math.nan
+        )
+        key = where(row)
         ref = base.get(key)
         row["x_throughput"] = _ratio(row["msgs_per_s"], ref["msgs_per_s"] if ref else math.nan)
         row["x_cpu"] = _ratio(
@@ -285,6 +335,128 @@ def e2e_table(rows: Iterable[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def proxy_line(rtt: float, info: dict[str, Any]) -> str:
+    """What the delay proxy of one RTT did over the whole server block (its own counters)."""
+    if info.get("error"):
+        return f"Delay proxy +{rtt:g} ms: **failed**: {info['error'][:200]}"
+    p = info.get("delayproxy")
+    if not isinstance(p, dict):
+        return f"Delay proxy +{rtt:g} ms: counters unavailable."
+    return (
+        f"Delay proxy +{rtt:g} ms ({info.get('loop', '?')}, a process of its own): "
+        f"{p.get('requests', 0):,} requests over all runs, delay actually added p50 "
+        f"{_f(_num(p.get('added_p50_ms')), 1)} / p99 {_f(_num(p.get('added_p99_ms')), 1)} ms, "
+        f"{_f(_num(p.get('cpu_s')) * 1e6 / max(1, p.get('requests', 0)), 0)} µs of its CPU per "
+        f"request; peak {p.get('peak_connections', 0)} client connections, "
+        f"{p.get('upstream_errors', 0)} upstream errors."
+    )
+
+
+def _rate_cell(r: dict[str, Any] | None, own_ratio: bool) -> str:
+    if r is None:
+        return ""
+    if r["status"] != "ok":
+        return "failed"
+    cell = _f(r["msgs_per_s"])
+    if own_ratio:
+        cell += f" ({_x(r['x_own_0ms'])})"
+    return cell
+
+
+def rtt_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Each contender's msgs/s and client CPU per message at every RTT, side by side."""
+    rtts = sorted({r.get("rtt_ms", 0.0) for r in rows})
+    contenders = list(dict.fromkeys(r["contender"] for r in rows))
+    labels = {r["contender"]: r["label"] for r in rows}
+    by = {(r["contender"], r.get("rtt_ms", 0.0)): r for r in rows}
+    head = ["contender"]
+    for rtt in rtts:
+        name = f"+{rtt:g} ms" if rtt else "direct"
+        head += [
+            f"{name}: msgs/s" + (" (× own direct)" if rtt else ""),
+            f"{name}: client µs/msg" + (" (× own direct)" if rtt else ""),
+        ]
+    out = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for c in contenders:
+        cells = [labels[c]]
+        for rtt in rtts:
+            r = by.get((c, rtt))
+            cells.append(_rate_cell(r, bool(rtt)))
+            if r is None or r["status"] != "ok":
+                cells.append("")
+                continue
+            cpu = _f(r["client_us_per_msg"])
+            cells.append(cpu + (f" ({_x(r['x_cpu_own_0ms'])})" if rtt else ""))
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def _pair(a: float, b: float, digits: int = 0) -> str:
+    return f"{_f(a, digits)} / {_f(b, digits)}"
+
+
+def pipeline_table(rows: Sequence[dict[str, Any]]) -> str:
+    """goraxfast's Engine at each RTT: the pipeline it chose, what it held, the dwell."""
+    out = [
+        "| contender | added round trip | msgs/s | pollers: window median / run max "
+        "| prefetch: window median / run max | messages held: window max "
+        "| dwell p50 / p99 ms | throttle releases per run | publish→handled p50 / p99 ms "
+        "| proxy cores |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    engines = [r for r in rows if r.get("engine")]
+    for r in sorted(engines, key=lambda r: (r["contender"], r.get("rtt_ms", 0.0))):
+        rtt = r.get("rtt_ms", 0.0)
+        where = f"+{rtt:g} ms" if rtt else "direct"
+        if r["status"] != "ok":
+            out.append(f"| {r['label']} | {where} | failed | | | | | | | |")
+            continue
+        out.append(
+            f"| {r['label']} | {where} | {_f(r['msgs_per_s'])} "
+            f"| {_pair(r['pollers_window'], r['pollers_max'])} "
+            f"| {_pair(r['prefetch_window'], r['prefetch_max'])} "
+            f"| {_f(r['held_window_max'])} "
+            f"| {_pair(r['dwell_p50_ms'], r['dwell_p99_ms'], 1)} "
+            f"| {_f(r['throttle_released'])} "
+            f"| {_pair(r['latency_p50_ms'], r['latency_p99_ms'], 1)} "
+            f"| {_f(r['proxy_cores'], 2) if rtt else '–'} |"
+        )
+    return "\n".join(out)
+
+
+def latency_section(server: str, rows: Sequence[dict[str, Any]]) -> list[str]:
+    lines = [
+        f"### {server}: throughput against the round trip",
+        "",
+        "Each contender straight to the server and through a delay proxy adding the round trip "
+        "shown to each of its SQS calls (`bench/delayproxy.py`, a process of its own, loopback), "
+        "side by side in this run; medians of the runs. (× own direct): that contender's figure "
+        "over its own without the proxy.",
+        "",
+        rtt_table(rows),
+        "",
+    ]
+    if any(r.get("engine") for r in rows):
+        lines += [
+            "goraxfast's Engine, what it chose and how long messages waited in its hands: "
+            "pollers (ReceiveMessage calls in flight) and prefetch (room for messages beyond "
+            "the running ones) as its own stats sampled them every 0.1 s inside the measured "
+            "window (median over the window, then over runs) and the most it reached during a "
+            "run; messages held (received, not yet settled) at most inside the window; dwell "
+            "= receive to handler start, p50/p99 as the engine measured them over the run "
+            "(n/a: this engine does not report it). Throttle releases: messages the engine handed "
+            "back to SQS (with WORKER_THROTTLE_RELEASE_DELAY_SECONDS) because their tenant was at "
+            "its cap and the tenants' waiting bound was full (median per run, warm-up and "
+            "latency phase included); each comes back after that delay. Publish→handled is the latency phase "
+            "(one message at a time into the idle engine), proxy cores the delay proxy's CPU "
+            "per wall second during the window.",
+            "",
+            pipeline_table(rows),
+            "",
+        ]
+    return lines
+
+
 def scaling_table(rows: Sequence[dict[str, Any]]) -> str:
     contenders = list(dict.fromkeys(r["contender"] for r in rows))
     labels = {r["contender"]: r["label"] for r in rows}
@@ -364,6 +536,18 @@ def markdown(doc: dict[str, Any]) -> str:
         "harness's own send call (~2 ms), all runs pooled.",
         "",
     ]
+    rtts = [x for x in m.get("rtt_ms", [0.0]) if x]
+    if rtts:
+        lines += [
+            "Latency mode (`--rtt-ms`): every contender also ran with a delay proxy in front of "
+            f"the server adding {', '.join(f'{x:g}' for x in rtts)} ms to each of its SQS "
+            "calls' round trips (`bench/delayproxy.py`: its own process, one per round trip, "
+            "each request delayed on its own; real SQS in-region costs ~10–30 ms per call). "
+            "Queue set-up, pre-fill, depth checks and the latency phase's sends go straight "
+            "to the server. In each round every round trip and every contender ran once, in "
+            "rotating order. The proxy's CPU is not in the client's or the server's figures.",
+            "",
+        ]
     for server in doc["servers"]:
         name = server["name"]
         lines.append(f"## {name}: {server.get('describe', {}).get('server', name)}")
@@ -374,12 +558,28 @@ def markdown(doc: dict[str, Any]) -> str:
         lines.append(f"Server: `{json.dumps(server.get('describe', {}))}`")
         lines.append("")
         rows = [r for r in doc["e2e_summary"] if r["server"] == name]
-        if rows:
-            counts = m["messages"]
-            n = counts.get(name, counts.get("*")) if isinstance(counts, dict) else counts
-            lines += [f"End-to-end, {n} measured messages per run:", "", e2e_table(rows), ""]
-            if ceiling_line(rows):
-                lines += [ceiling_line(rows), ""]
+        counts = m["messages"]
+        n = counts.get(name, counts.get("*")) if isinstance(counts, dict) else counts
+        for rtt in dict.fromkeys(r.get("rtt_ms", 0.0) for r in rows):
+            mine = [r for r in rows if r.get("rtt_ms", 0.0) == rtt]
+            if rtt:
+                lines += [
+                    f"End-to-end through the delay proxy, **+{rtt:g} ms** on each of the "
+                    f"contender's SQS calls, {n} measured messages per run (× goraxfast: to "
+                    "the engine through the same proxy):",
+                    "",
+                ]
+            else:
+                lines.append(f"End-to-end, {n} measured messages per run:")
+                lines.append("")
+            lines += [e2e_table(mine), ""]
+            if ceiling_line(mine):
+                lines += [ceiling_line(mine), ""]
+            proxy = server.get("proxies", {}).get(f"{rtt:g}") if rtt else None
+            if proxy:
+                lines += [proxy_line(rtt, proxy), ""]
+        if any(r.get("rtt_ms", 0.0) for r in rows):
+            lines += latency_section(name, rows)
         scaling = [r for r in doc["scaling_summary"] if r["server"] == name]
         if scaling:
             lines += [
@@ -423,7 +623,10 @@ def markdown(doc: dict[str, Any]) -> str:
     if failures:
         lines += ["", "## Failed runs", ""]
         for r in failures:
-            lines.append(f"- {r['server']} / {r['contender']} run {r['run']}: {r['error'][:600]}")
+            via = f" +{_rtt(r):g} ms" if _rtt(r) else ""
+            lines.append(
+                f"- {r['server']}{via} / {r['contender']} run {r['run']}: {r['error'][:600]}"
+            )
     lines.append("")
     return "\n".join(lines)
 
@@ -444,16 +647,21 @@ def plots(doc: dict[str, Any], out_dir: Path) -> list[Path]:
     written: list[Path] = []
     servers = [s["name"] for s in doc["servers"] if not s.get("error")]
     rows = doc["e2e_summary"]
-    if rows and servers:
+    # throughput.png: the direct runs (the round trips have latency.png); only runs through a
+    # delay proxy when there were no direct ones, each bar named with its round trip
+    bars = [r for r in rows if not r.get("rtt_ms")] or list(rows)
+    if bars and servers:
         fig, axes = plt.subplots(
             len(servers),
             2,
-            figsize=(13, 1.2 + 0.5 * len(rows) / len(servers) * len(servers) + 1.5),
+            figsize=(13, 1.2 + 0.5 * len(bars) / len(servers) * len(servers) + 1.5),
             squeeze=False,
         )
         for i, server in enumerate(servers):
-            mine = [r for r in rows if r["server"] == server][::-1]
-            labels = [r["label"] for r in mine]
+            mine = [r for r in bars if r["server"] == server][::-1]
+            labels = [
+                r["label"] + (f" (+{r['rtt_ms']:g} ms)" if r.get("rtt_ms") else "") for r in mine
+            ]
             ax = axes[i][0]
             rates = [0 if r["status"] != "ok" else r["msgs_per_s"] for r in mine]
             err = [
@@ -552,6 +760,9 @@ def plots(doc: dict[str, Any], out_dir: Path) -> list[Path]:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
+    rtt_path = latency_plot(plt, doc["e2e_summary"], out_dir)
+    if rtt_path is not None:
+        written.append(rtt_path)
     pub = doc["publish_summary"]
     if pub:
         pub_servers = list(dict.fromkeys(r["server"] for r in pub))
@@ -586,6 +797,52 @@ def plots(doc: dict[str, Any], out_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def latency_plot(plt: Any, rows: Sequence[dict[str, Any]], out_dir: Path) -> Path | None:
+    """``latency.png``: msgs/s against the added round trip, one line per contender, per
+    server; beside it client CPU per message. None when no run went through a delay proxy."""
+    rtt_rows = [r for r in rows if r["status"] == "ok"]
+    servers = list(dict.fromkeys(r["server"] for r in rows if r.get("rtt_ms", 0.0)))
+    if not servers:
+        return None
+    fig, axes = plt.subplots(len(servers), 2, figsize=(13, 4.6 * len(servers)), squeeze=False)
+    for i, server in enumerate(servers):
+        mine = [r for r in rtt_rows if r["server"] == server]
+        ax, ax2 = axes[i]
+        rates = [r["msgs_per_s"] for r in mine if r["msgs_per_s"] > 0]
+        for contender in dict.fromkeys(r["contender"] for r in mine):
+            pts = sorted(
+                (r.get("rtt_ms", 0.0), r["msgs_per_s"], r["client_us_per_msg"], r["label"])
+                for r in mine
+                if r["contender"] == contender
+            )
+            style = {"marker": "o", "lw": 2 if contender.startswith("goraxfast") else 1.2}
+            xs = [p[0] for p in pts]
+            ax.plot(xs, [p[1] for p in pts], label=pts[0][3], **style)
+            ax2.plot(xs, [p[2] for p in pts], label=pts[0][3], **style)
+        log = bool(rates) and max(rates) / min(rates) > 20
+        if log:
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
+        ticks = sorted({r.get("rtt_ms", 0.0) for r in mine})
+        for a in (ax, ax2):
+            a.set_xlabel("round trip added to each SQS call (ms)")
+            a.set_xticks(ticks)
+            a.grid(alpha=0.3)
+        ax.set_ylabel("throughput (msgs/s" + (", log scale)" if log else ")"))
+        ax.set_title(f"{server}: throughput against the round trip (median of runs)", fontsize=10)
+        ax.legend(fontsize=8)
+        ax2.set_ylabel("client CPU per message (µs)")
+        ax2.set_yscale("log")
+        ax2.set_title(f"{server}: client CPU per message against the round trip", fontsize=10)
+        ax2.legend(fontsize=8)
+    fig.tight_layout()
+    path = out_dir / "latency.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def write(doc: dict[str, Any], out_dir: Path) -> dict[str, Path]:

@@ -13,6 +13,14 @@ The sequence, and why:
    rate far below every contender's capacity and measures publish -> handled. (In the drain,
    "latency" would only measure how long a message waited in a pre-filled queue.)
 5. SIGTERM (goraxfast and Celery drain gracefully), then the process group is killed.
+6. For goraxfast's Engine: what it reported about itself (``engine.stats()`` after its run, and
+   the samples it took while running; see bench/contenders/engine.py): the receive pipeline
+   it chose during the measured window, and how long messages waited in its hands.
+
+Latency mode: with a delay proxy (bench/delayproxy.py, a process of its own) the contender's
+endpoint is the proxy's, so every one of its SQS calls costs ``rtt_ms`` more; the harness's own
+calls (queue set-up, pre-fill, depth checks, the latency phase's sends) go straight to the
+server, as a producer elsewhere would. The proxy's CPU is measured like the server's, apart.
 A contender that exits, stalls or leaves messages behind yields a failed result with the reason
 and the tail of its log; it is never dropped from the report.
 """
@@ -20,6 +28,7 @@ and the tail of its log; it is never dropped from the report.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import signal
@@ -43,6 +52,10 @@ MIN_RATE = 5.0  # msg/s: slower than this and a run is called stalled
 START_TIMEOUT_S = 90.0
 DRAIN_TIMEOUT_S = 20.0  # for the queue to report empty after the last message was handled
 LATENCY_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 15.0
+#: goraxfast's drain waits for the long polls in flight (QUEUE_WAIT_TIME_SECONDS, 20 s, + 5 s
+#: at most: README, Shutdown) before it returns from run() and writes its stats.
+ENGINE_STOP_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +91,17 @@ class RunResult:
     processes: int = 0
     duplicates: int = 0
     latency_ms: list[float] = field(default_factory=list)
+    rtt_ms: float = 0.0  # added to each of the contender's SQS calls by the delay proxy
+    proxy_cpu_s: float = math.nan
+    proxy_us_per_msg: float = math.nan
+    proxy_cores: float = math.nan
+    #: the measured window, time.monotonic() at both ends (for the engine's samples)
+    window_t0: float = math.nan
+    window_t1: float = math.nan
+    #: goraxfast only: engine.stats() after the run (or its last sample if it had to be killed)
+    engine_stats: dict[str, Any] = field(default_factory=dict)
+    #: goraxfast only: its samples inside the measured window, summarized (see window_summary)
+    engine_window: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -101,6 +125,11 @@ class Harness:
     peers_python: str = ""
     on_progress: Callable[[str], None] = lambda _text: None
     client: Any = None
+    #: the contenders' endpoint when it is not the server's own (a delay proxy in front of it)
+    contender_endpoint: str = ""
+    rtt_ms: float = 0.0
+    #: the delay proxy's pid, whose CPU is reported apart from the server's (0: none)
+    proxy_pid: int = 0
     _trickle: list[tuple[str, dict[str, Any]]] = field(default_factory=list, init=False)
     _first_trickle_seq: int = field(default=0, init=False)
 
@@ -147,15 +176,19 @@ class Harness:
             plan.workers,
             plan.handler,
         )
+        result.rtt_ms = self.rtt_ms
         tag = run_tag()
         queue = BenchQueue(self.client, f"bench-{contender.name}-{tag}")
         records = self.work_dir / f"records-{contender.name}-{tag}.bin"
-        log_path = self.work_dir / f"{contender.name}-{self.server.name}-run{run_index}.log"
+        via = f"-rtt{self.rtt_ms:g}" if self.rtt_ms else ""
+        log_path = self.work_dir / f"{contender.name}-{self.server.name}{via}-run{run_index}.log"
+        stats_path = self.work_dir / f"stats-{contender.name}-{tag}.json"
+        samples_path = self.work_dir / f"samples-{contender.name}-{tag}.jsonl"
         proc: subprocess.Popen[bytes] | None = None
         try:
             queue.create()
             ctx = LaunchContext(
-                endpoint=self.server.endpoint,
+                endpoint=self.contender_endpoint or self.server.endpoint,
                 queue_url=queue.url,
                 queue_name=queue.name,
                 records=str(records),
@@ -163,6 +196,8 @@ class Harness:
                 workers=plan.workers,
                 python=self.python,
                 peers_python=self.peers_python,
+                stats_out=str(stats_path) if contender.engine else "",
+                samples_out=str(samples_path) if contender.engine else "",
             )
             proc = self._prefill_and_launch(contender, plan, ctx, queue, records, log_path)
             self._measure(proc, plan, queue, records, result)
@@ -179,10 +214,13 @@ class Harness:
                 result.error += _log_tail(log_path)
         finally:
             if proc is not None:
-                stop_contender(proc)
+                stop_contender(proc, ENGINE_STOP_TIMEOUT_S if contender.engine else STOP_TIMEOUT_S)
             queue.delete()
-            with contextlib.suppress(OSError):
-                records.unlink()
+            if contender.engine:
+                read_engine_figures(stats_path, samples_path, result)
+            for path in (records, stats_path, samples_path):
+                with contextlib.suppress(OSError):
+                    path.unlink()
         return result
 
     def _prefill_and_launch(
@@ -249,6 +287,7 @@ class Harness:
             proc, records, plan.warmup, START_TIMEOUT_S + plan.warmup / MIN_RATE, "warm-up"
         )
         server_pids = self.server.pids()
+        proxy_pids = [self.proxy_pid] if self.proxy_pid else []
         stats0 = measure.read_all_stats()
         t0 = time.monotonic()
         self.on_progress(f"{result.contender}: measuring {plan.messages}")
@@ -280,6 +319,14 @@ class Harness:
         server_cpu = measure.cpu_delta_s(server_pids, stats0, stats1)
         if server_pids and server_cpu is None:
             result.error = "server CPU unknown: the server process exited or restarted meanwhile"
+        proxy_cpu = measure.cpu_delta_s(proxy_pids, stats0, stats1) if proxy_pids else None
+        if proxy_pids and proxy_cpu is None:
+            raise RunFailed("the delay proxy exited during the run")
+        result.window_t0, result.window_t1 = t0, t1
+        if proxy_cpu is not None:
+            result.proxy_cpu_s = proxy_cpu
+            result.proxy_us_per_msg = proxy_cpu * 1e6 / plan.messages
+            result.proxy_cores = proxy_cpu / (t1 - t0) if t1 > t0 else math.nan
         window = measure.Window(
             seconds=t1 - t0,
             messages=plan.messages,
@@ -333,13 +380,74 @@ class Harness:
             result.error = f"latency phase: {len(want) - len(handled)} of {len(want)} not handled"
 
 
-def stop_contender(proc: subprocess.Popen[bytes]) -> None:
+#: What the report shows of the engine's own figures; every one read with .get(): an engine
+#: that does not report a field yet gets "n/a", not a failed run.
+ENGINE_FIELDS = (
+    "pollers",
+    "prefetch",
+    "pollers_max",
+    "prefetch_max",
+    "dwell_p50_s",
+    "dwell_p99_s",
+    "in_flight",
+    "received",
+    "receives",
+    "empty_receives",
+    "throttled",
+    "throttle_released",
+    "released",
+)
+
+
+def read_engine_figures(stats_path: Path, samples_path: Path, result: RunResult) -> None:
+    """The engine's figures into ``result``: its final stats (its last sample when the final
+    file is missing: killed, or an older contender) and its samples inside the window."""
+    samples = read_samples(samples_path)
+    final: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        final = json.loads(stats_path.read_text())
+    if not final and samples:
+        final = {k: v for k, v in samples[-1].items() if k != "t"}
+        final["_from"] = "last sample (no stats file after the run)"
+    result.engine_stats = {k: final[k] for k in (*ENGINE_FIELDS, "_from") if k in final}
+    result.engine_window = window_summary(samples, result.window_t0, result.window_t1)
+
+
+def read_samples(path: Path) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            out.append(json.loads(line))
+    return out
+
+
+def window_summary(samples: Sequence[dict[str, Any]], t0: float, t1: float) -> dict[str, Any]:
+    """Pollers, prefetch and messages held while the window was open: median and most.
+
+    Samples are taken every 0.1 s; a window shorter than that has none, and then the figures
+    are absent (the report prints n/a).
+    """
+    inside = [s for s in samples if t0 <= s.get("t", -1.0) <= t1]
+    out: dict[str, Any] = {"samples": len(inside)}
+    for key in ("pollers", "prefetch", "in_flight"):
+        values = [float(s[key]) for s in inside if isinstance(s.get(key), int | float)]
+        if values:
+            out[f"{key}_median"] = measure.median(values)
+            out[f"{key}_max"] = max(values)
+    return out
+
+
+def stop_contender(proc: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
     """SIGTERM the contender (graceful drain where it has one), then kill its whole group."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=15)
+            proc.wait(timeout=timeout_s)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):

@@ -10,7 +10,9 @@ garbage) does not always hit the same contender.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
+import json
 import math
 import shutil
 import subprocess
@@ -23,6 +25,7 @@ from typing import Any
 
 from bench import peers, report
 from bench.contenders import CONTENDERS, SCALING_ORDER, LaunchContext
+from bench.delayproxy import DelayProxyProcess
 from bench.publish import MODES, publish_once
 from bench.runner import Harness, RunPlan, RunResult
 from bench.servers import BenchServer, External, ServerError, make_server
@@ -92,12 +95,14 @@ def git_state() -> str:
 
 
 def describe_result(r: RunResult) -> str:
+    via = f" +{r.rtt_ms:g}ms" if r.rtt_ms else ""
     if not r.ok:
         return (
-            f"  {r.server:<10} {r.contender:<15} run {r.run}: FAILED {r.error.splitlines()[0][:90]}"
+            f"  {r.server:<10} {r.contender:<15}{via} "
+            f"run {r.run}: FAILED {(r.error.splitlines() or [''])[0][:90]}"
         )
     return (
-        f"  {r.server:<10} {r.contender:<15} w={r.workers} run {r.run}: {r.msgs_per_s:8,.0f} msg/s "
+        f"  {r.server:<10} {r.contender:<15}{via} w={r.workers} run {r.run}: {r.msgs_per_s:8,.0f} msg/s "
         f"client {r.client_us_per_msg:6,.0f} µs/msg ({r.client_cores:.2f} cores) "
         f"server {r.server_us_per_msg:6,.0f} µs/msg ({r.server_cores:.2f} cores)"
     )
@@ -114,6 +119,60 @@ def message_counts(text: str) -> dict[str, int]:
         counts[name if sep else "*"] = n
     counts.setdefault("*", 3000)
     return counts
+
+
+def rtt_list(text: str) -> list[float]:
+    """``"0,15,40"`` -> ``[0.0, 15.0, 40.0]``: added round trips in ms, each once, in order."""
+    out: list[float] = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        ms = float(part)
+        if not 0 <= ms <= 10_000 or math.isnan(ms):
+            raise ValueError(f"--rtt-ms values must be within 0..10000 ms, got {part!r}")
+        if ms not in out:
+            out.append(ms)
+    if not out:
+        raise ValueError("--rtt-ms needs at least one value (0: straight to the server)")
+    return out
+
+
+def start_proxies(
+    server: BenchServer, rtts: list[float], out_dir: Path, entry: dict[str, Any]
+) -> dict[float, DelayProxyProcess | str]:
+    """One delay proxy per non-zero RTT in front of ``server``; a proxy that cannot start is
+    its reason (a string), and that RTT's runs are reported failed with it."""
+    proxies: dict[float, DelayProxyProcess | str] = {}
+    entry["proxies"] = {}
+    for rtt in rtts:
+        if rtt == 0:
+            continue
+        log = out_dir / f"delayproxy-{server.name}-{rtt:g}ms.log"
+        try:
+            proxy = DelayProxyProcess(server.endpoint, rtt, log_path=log).start()
+        except Exception as exc:
+            proxies[rtt] = f"delay proxy +{rtt:g} ms did not start: {exc}"
+            entry["proxies"][f"{rtt:g}"] = {"error": proxies[rtt]}
+            continue
+        proxies[rtt] = proxy
+        entry["proxies"][f"{rtt:g}"] = {"endpoint": proxy.endpoint, "log": log.name}
+    return proxies
+
+
+def stop_proxies(
+    proxies: dict[float, DelayProxyProcess | str], out_dir: Path, entry: dict[str, Any]
+) -> None:
+    """Stop them and keep what each says about itself (its last log line: JSON counters)."""
+    for rtt, proxy in proxies.items():
+        if isinstance(proxy, str):
+            continue
+        proxy.stop()
+        info = entry["proxies"][f"{rtt:g}"]
+        try:
+            last = (out_dir / info["log"]).read_text().strip().splitlines()[-1]
+            info.update(json.loads(last))
+        except (OSError, IndexError, ValueError):
+            info["counters"] = "unavailable"
 
 
 def run_micro(out_dir: Path) -> dict[str, Any] | None:
@@ -177,6 +236,7 @@ def main(args: argparse.Namespace) -> int:
             "scaling_runs": args.scaling_runs,
             "scaling_handler": args.scaling_handler,
             "publish_runs": args.publish_runs,
+            "rtt_ms": rtt_list(args.rtt_ms),
         },
         "servers": [],
         "e2e": [],
@@ -199,7 +259,8 @@ def main(args: argparse.Namespace) -> int:
     counts = message_counts(args.messages)
     scaling_order = list(SCALING_ORDER)
     scaling_workers = [int(w) for w in args.scaling_workers.split(",") if w]
-    per_server = len(contenders) * args.runs
+    rtts = rtt_list(args.rtt_ms)
+    per_server = len(contenders) * args.runs * len(rtts)
     total = (
         len(servers) * per_server
         + len(scaling_servers) * len(scaling_workers) * len(scaling_order) * args.scaling_runs
@@ -225,7 +286,8 @@ def main(args: argparse.Namespace) -> int:
                 progress.done(
                     f"{server.name}: could not start ({entry['error']}); continuing without it"
                 )
-                _fail_all(doc, server.name, contenders, args, entry["error"])
+                for rtt in rtts:
+                    _fail_all(doc, server.name, contenders, args, entry["error"], rtt)
                 progress_skip = per_server + (
                     len(scaling_workers) * len(scaling_order) * args.scaling_runs
                     if server.name in scaling_servers
@@ -268,12 +330,37 @@ def main(args: argparse.Namespace) -> int:
                     progress.status(f"{server.name}: a warm-up run (ceiling, not counted)")
                     warm = harness.run(CONTENDERS["ceiling"], plan, -1)
                     entry["warm_up_run"] = warm.status
-                for run in range(args.runs):
-                    k = run % len(contenders)
-                    for name in contenders[k:] + contenders[:k]:
-                        result = harness.run(CONTENDERS[name], plan, run)
-                        doc["e2e"].append(result.as_dict())
-                        progress.done(describe_result(result))
+                proxies = start_proxies(server, rtts, out_dir, entry)
+                try:
+                    harnesses: dict[float, Harness | str] = {}
+                    for rtt in rtts:
+                        proxy = proxies.get(rtt)
+                        if isinstance(proxy, DelayProxyProcess):
+                            harnesses[rtt] = dataclasses.replace(
+                                harness,
+                                contender_endpoint=proxy.endpoint,
+                                rtt_ms=rtt,
+                                proxy_pid=proxy.pid,
+                            )
+                        else:
+                            harnesses[rtt] = proxy if isinstance(proxy, str) else harness
+                    # Every round trip in every round, the RTTs' order and the contenders'
+                    # rotating: a slow drift of the machine hits no RTT and no contender more
+                    # than another, so "x own 0 ms" compares like with like.
+                    for run in range(args.runs):
+                        j = run % len(rtts)
+                        for rtt in rtts[j:] + rtts[:j]:
+                            k = run % len(contenders)
+                            for name in contenders[k:] + contenders[:k]:
+                                h = harnesses[rtt]
+                                if isinstance(h, str):
+                                    result = _failed(name, server.name, run, args, h, rtt)
+                                else:
+                                    result = h.run(CONTENDERS[name], plan, run)
+                                doc["e2e"].append(result.as_dict())
+                                progress.done(describe_result(result))
+                finally:
+                    stop_proxies(proxies, out_dir, entry)
                 if server.name in scaling_servers:
                     for name in scaling_order:
                         settings = CONTENDERS[name].settings(dummy)
@@ -323,12 +410,24 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _failed(
+    name: str, server: str, run: int, args: argparse.Namespace, why: str, rtt: float = 0.0
+) -> RunResult:
+    r = RunResult(name, CONTENDERS[name].label, server, run, args.workers, args.handler)
+    r.status, r.error, r.rtt_ms = "failed", why, rtt
+    r.msgs_per_s = math.nan
+    return r
+
+
 def _fail_all(
-    doc: dict[str, Any], server: str, contenders: list[str], args: argparse.Namespace, why: str
+    doc: dict[str, Any],
+    server: str,
+    contenders: list[str],
+    args: argparse.Namespace,
+    why: str,
+    rtt: float = 0.0,
 ) -> None:
     """A server that cannot start: its contenders are reported failed, not silently absent."""
     for name in contenders:
-        r = RunResult(name, CONTENDERS[name].label, server, 0, args.workers, args.handler)
-        r.status, r.error = "failed", f"server {server} did not start: {why}"
-        r.msgs_per_s = math.nan
+        r = _failed(name, server, 0, args, f"server {server} did not start: {why}", rtt)
         doc["e2e"].append(r.as_dict())

@@ -27,6 +27,10 @@ class LaunchContext:
     region: str = "us-east-1"
     access_key: str = "bench"
     secret_key: str = "bench"
+    #: Where a goraxfast contender writes engine.stats() after its run, and its samples while
+    #: it runs (bench/contenders/engine.py); "" for none.
+    stats_out: str = ""
+    samples_out: str = ""
 
     def env(self) -> dict[str, str]:
         """How the peers' apps (configured at import time by their CLIs) learn their settings."""
@@ -74,6 +78,8 @@ class Contender:
     peer: bool = False
     #: Contenders that ignore the handler spec (the server ceiling only receives and deletes).
     ignores_handler: bool = False
+    #: A goraxfast Engine: it reports engine.stats() (pipeline, dwell) to the harness.
+    engine: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -85,6 +91,19 @@ def baseline(default_sqs_client: str) -> str:
 def _module(name: str, *extra: str) -> Callable[[LaunchContext], list[str]]:
     def argv(ctx: LaunchContext) -> list[str]:
         return [ctx.python, "-m", name, *ctx.common_args(), *extra]
+
+    return argv
+
+
+def _engine_argv(client: str) -> Callable[[LaunchContext], list[str]]:
+    def argv(ctx: LaunchContext) -> list[str]:
+        out = [ctx.python, "-m", "bench.contenders.engine", *ctx.common_args()]
+        out += ["--sqs-client", client]
+        if ctx.stats_out:
+            out += ["--stats-out", ctx.stats_out]
+        if ctx.samples_out:
+            out += ["--samples-out", ctx.samples_out]
+        return out
 
     return argv
 
@@ -150,14 +169,16 @@ CONTENDERS: dict[str, Contender] = {
         Contender(
             "goraxfast-botocore",
             "goraxfast Engine (botocore)",
-            _module("bench.contenders.engine", "--sqs-client", "botocore"),
+            _engine_argv("botocore"),
             _engine_settings("botocore"),
+            engine=True,
         ),
         Contender(
             "goraxfast-fast",
             "goraxfast Engine (fast data plane)",
-            _module("bench.contenders.engine", "--sqs-client", "fast"),
+            _engine_argv("fast"),
             _engine_settings("fast"),
+            engine=True,
         ),
         Contender(
             "naive-boto3",
