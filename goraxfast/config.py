@@ -38,6 +38,9 @@ QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\.fifo")
 QUEUE_NAME_RULE = "1-80 letters, digits, hyphens or underscores (a FIFO queue's ending in .fifo)"
 
 SQS_CLIENTS = ("botocore", "fast")
+#: What the publisher takes a FIFO queue's MessageGroupId from: a field of the message, or
+#: ``caller``: the value each publish call passes (refused when it passes none).
+FIFO_GROUP_KEYS = ("workflow_id", "tenant_id", "execution_id", "caller")
 SECRET_MASK = "***"
 
 
@@ -80,6 +83,8 @@ class Config:
     max_queue_depth: int = 0
     ring_bytes: int = 4 * 1024 * 1024
     sqs_client: str = "fast"
+    fifo_group_by: str = "workflow_id"
+    fair_queue: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -471,6 +476,18 @@ SETTINGS: tuple[Setting, ...] = (
         "ring size each way per worker",
     ),
     Setting("GORAXFAST_SQS_CLIENT", "sqs_client", _choice(*SQS_CLIENTS), "data-plane client"),
+    Setting(
+        "QUEUE_FIFO_GROUP_BY",
+        "fifo_group_by",
+        _choice(*FIFO_GROUP_KEYS),
+        "what a FIFO queue's MessageGroupId is taken from when publishing",
+    ),
+    Setting(
+        "QUEUE_FAIR_QUEUE",
+        "fair_queue",
+        _bool,
+        "publish to a standard queue with MessageGroupId = tenant_id (SQS fair queues)",
+    ),
 )
 
 

@@ -79,6 +79,8 @@ VALID: dict[str, tuple[str, Any]] = {
     "QUEUE_MAX_DEPTH": ("1000", 1000),
     "WORKER_RING_BYTES": ("8388608", 8 * 1024 * 1024),
     "GORAXFAST_SQS_CLIENT": ("FAST", "fast"),
+    "QUEUE_FIFO_GROUP_BY": ("Tenant_ID", "tenant_id"),
+    "QUEUE_FAIR_QUEUE": ("false", False),
 }
 
 #: The edges of every range are allowed.
@@ -255,6 +257,13 @@ BAD: list[tuple[str, str, str]] = [
     ("WORKER_RING_BYTES", "1", "an integer from"),
     ("WORKER_RING_BYTES", "1073741825", "an integer from"),
     ("GORAXFAST_SQS_CLIENT", "boto", "one of: botocore, fast"),
+    (
+        "QUEUE_FIFO_GROUP_BY",
+        "tenant",
+        "one of: workflow_id, tenant_id, execution_id, caller",
+    ),
+    ("QUEUE_FIFO_GROUP_BY", "correlation_id", "one of: workflow_id"),
+    ("QUEUE_FAIR_QUEUE", "maybe", "a boolean"),
 ]
 
 
@@ -395,13 +404,13 @@ def _cases(words: list[str]) -> list[str]:
     return sorted({form for w in words for form in (w, w.upper(), w.capitalize())})
 
 
-@pytest.mark.parametrize("env", ["QUEUE_ENABLED", "QUEUE_DELETE_AFTER_PROCESS"])
+@pytest.mark.parametrize("env", ["QUEUE_ENABLED", "QUEUE_DELETE_AFTER_PROCESS", "QUEUE_FAIR_QUEUE"])
 @pytest.mark.parametrize("raw", _cases(_TRUE))
 def test_booleans_accept_the_usual_true_spellings_in_any_case(env: str, raw: str) -> None:
     assert getattr(Config.from_env({env: raw}), SETTINGS_BY_ENV[env].attr) is True
 
 
-@pytest.mark.parametrize("env", ["QUEUE_ENABLED", "QUEUE_DELETE_AFTER_PROCESS"])
+@pytest.mark.parametrize("env", ["QUEUE_ENABLED", "QUEUE_DELETE_AFTER_PROCESS", "QUEUE_FAIR_QUEUE"])
 @pytest.mark.parametrize("raw", _cases(_FALSE))
 def test_booleans_accept_the_usual_false_spellings_in_any_case(env: str, raw: str) -> None:
     assert getattr(Config.from_env({env: raw}), SETTINGS_BY_ENV[env].attr) is False

@@ -19,8 +19,20 @@ class DataPlane(Protocol):
     """Receive, delete, change visibility and send, each one request per call."""
 
     async def receive(
-        self, max_messages: int, wait_time_s: int, visibility_timeout_s: int
-    ) -> list[ReceivedMessage]: ...
+        self,
+        max_messages: int,
+        wait_time_s: int,
+        visibility_timeout_s: int,
+        *,
+        attempt_id: str | None = None,
+    ) -> list[ReceivedMessage]:
+        """Up to ``max_messages`` messages. ``attempt_id`` is sent as ReceiveRequestAttemptId
+        on a FIFO queue (ignored on a standard one, where SQS defines no such thing): a receive
+        sent again with the same id within 5 minutes, after an answer was lost, gets the same
+        messages back instead of leaving them (and so their groups) invisible for the
+        visibility timeout. The caller picks a new id per receive and reuses it only to retry
+        that receive; each client's own retries of one call reuse it by themselves."""
+        ...
 
     async def delete_batch(self, entries: Sequence[tuple[str, str]]) -> BatchResult: ...
 

@@ -13,17 +13,24 @@ there with why and how often it failed, and only then deleted. Three rules keep 
 - **A lost answer is resent a bounded number of times.** A send whose answer never came may have
   been carried out; sending it again may make a copy. :data:`MAX_LETTER_SENDS_WITHOUT_ANSWER`
   bounds that; after it the delivery is left to come back through its visibility timeout.
+
+To a FIFO DLQ (``fit_letter(..., fifo=True)``) a letter goes in its source message's group
+(:data:`DEAD_LETTER_GROUP` when it had none), so the DLQ keeps each group's letters in the
+order they were written, with the letter id as its MessageDeduplicationId: a letter sent again
+after a lost answer is dropped by SQS itself (within its 5-minute deduplication interval), so
+the copy the rule above allows does not even reach the DLQ.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
 
-from goraxfast.core.sqs_model import SQS_MAX_ATTRIBUTES, SendEntry, entry_size
+from goraxfast.core.sqs_model import SQS_MAX_ATTRIBUTES, SendEntry, entry_size, token_problem
 
 #: How long a reason may be in a letter that fits easily, and once annotations are shed.
 REASON_CHARS_FULL = 4000
@@ -33,6 +40,8 @@ REASON_CHARS_MINIMAL = 60
 MAX_LETTER_SENDS_WITHOUT_ANSWER = 2
 #: The first characters of an omitted body kept in its stub, for a reader to recognise it.
 STUB_BODY_PREFIX_CHARS = 256
+#: The MessageGroupId of a letter to a FIFO DLQ whose source message had none.
+DEAD_LETTER_GROUP = "goraxfast-dead-letters"
 
 #: Attribute names this module writes (a source message's attributes of the same names are
 #: replaced, never duplicated).
@@ -50,7 +59,8 @@ class DeadLetter:
 
     ``keep_visibility_s`` is the visibility the original gets when only a stub could be sent
     (it stays in its queue for the redrive policy); ``unanswered_sends`` counts sends of this
-    letter whose answer was lost.
+    letter whose answer was lost; ``group_id`` is the source message's MessageGroupId ("" when
+    it had none), the letter's group in a FIFO DLQ.
     """
 
     body: str
@@ -61,6 +71,7 @@ class DeadLetter:
     source_queue: str
     keep_visibility_s: int = 0
     unanswered_sends: int = 0
+    group_id: str = ""
 
     @property
     def letter_id(self) -> str:
@@ -83,13 +94,18 @@ class FittedLetter:
     body_omitted: bool
 
 
-def fit_letter(letter: DeadLetter, entry_id: str, max_bytes: int) -> FittedLetter:
+def fit_letter(
+    letter: DeadLetter, entry_id: str, max_bytes: int, *, fifo: bool = False
+) -> FittedLetter:
     """The fullest entry for ``letter`` that fits ``max_bytes`` (body plus attributes).
 
     Tried in order: everything; a shorter reason without the original attributes; a minimal
     reason; and last a stub that says the body was left out (which always fits any queue SQS
-    allows, 1 KiB and up).
+    allows, 1 KiB and up). ``fifo``: the DLQ is a FIFO queue, so the entry carries a
+    MessageGroupId and a MessageDeduplicationId (:func:`letter_ids`), which do not count
+    towards its size.
     """
+    fitted: FittedLetter | None = None
     for reason_chars, keep_originals in (
         (REASON_CHARS_FULL, True),
         (REASON_CHARS_SHORT, False),
@@ -97,8 +113,28 @@ def fit_letter(letter: DeadLetter, entry_id: str, max_bytes: int) -> FittedLette
     ):
         entry = _entry(letter, entry_id, reason_chars, keep_originals)
         if entry_size(entry) <= max_bytes:
-            return FittedLetter(entry, body_omitted=False)
-    return FittedLetter(_stub(letter, entry_id, max_bytes), body_omitted=True)
+            fitted = FittedLetter(entry, body_omitted=False)
+            break
+    if fitted is None:
+        fitted = FittedLetter(_stub(letter, entry_id, max_bytes), body_omitted=True)
+    if not fifo:
+        return fitted
+    group_id, dedup_id = letter_ids(letter)
+    return replace(fitted, entry=replace(fitted.entry, group_id=group_id, dedup_id=dedup_id))
+
+
+def letter_ids(letter: DeadLetter) -> tuple[str, str]:
+    """A letter's MessageGroupId and MessageDeduplicationId in a FIFO DLQ: the source's group
+    (or :data:`DEAD_LETTER_GROUP`), and its letter id, the same for every copy of one
+    delivery's letter. SQS's message ids always fit SQS's id rules; an id that does not (a
+    hand-made message id) is replaced by its SHA-256, still one per delivery."""
+    group = letter.group_id or DEAD_LETTER_GROUP
+    if token_problem("MessageGroupId", group) is not None:
+        group = hashlib.sha256(group.encode()).hexdigest()
+    dedup = letter.letter_id
+    if token_problem("MessageDeduplicationId", dedup) is not None:
+        dedup = hashlib.sha256(dedup.encode()).hexdigest()
+    return group, dedup
 
 
 def _annotations(letter: DeadLetter, reason_chars: int) -> dict[str, dict[str, Any]]:

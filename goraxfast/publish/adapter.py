@@ -16,6 +16,10 @@ KeyError or TypeError; missing required fields give gorax's own :class:`Validati
 
 ``workflow_version`` takes any integral value (``int``, numpy integers: anything with
 ``__index__``), never a bool, float or string. Unknown keys are ignored, as on the wire.
+
+``message_group_id`` (optional string) is not part of the message: it is passed to the
+publisher as the message's MessageGroupId, instead of the one its grouping would choose (see
+:class:`goraxfast.publish.publisher.Grouping`; required when ``QUEUE_FIFO_GROUP_BY=caller``).
 """
 
 from __future__ import annotations
@@ -125,6 +129,19 @@ def build_message(data: Mapping[str, Any], *, now: datetime | None = None) -> Ex
     return msg
 
 
+def group_id_of(data: Mapping[str, Any]) -> str | None:
+    """The ``message_group_id`` a mapping carries, if any (a string, or absent / None); call
+    it after :func:`build_message` accepted the mapping."""
+    value = data.get(GROUP_ID_KEY)
+    if value is None or isinstance(value, str):
+        return value
+    raise MessageDecodeError(f"`{GROUP_ID_KEY}` must be a string, got {_type_name(value)}")
+
+
+#: The key of a mapping that gives its message's MessageGroupId.
+GROUP_ID_KEY = "message_group_id"
+
+
 class PublisherAdapter:
     """Publishes plain mappings through a :class:`Publisher`."""
 
@@ -133,14 +150,17 @@ class PublisherAdapter:
 
     async def publish(self, data: Mapping[str, Any]) -> str:
         """Publish one mapping; the SQS MessageId."""
-        return await self.publisher.publish(build_message(data))
+        msg = build_message(data)
+        return await self.publisher.publish(msg, group_id=group_id_of(data))
 
     async def publish_many(self, items: Iterable[Mapping[str, Any]]) -> PublishResult:
         """Build every message first (nothing is sent if one is bad), then publish in batches."""
         msgs = []
+        groups: list[str | None] = []
         for index, data in enumerate(items):
             try:
                 msgs.append(build_message(data))
+                groups.append(group_id_of(data))
             except (MessageDecodeError, ValidationError) as exc:
                 raise type(exc)(f"item {index}: {exc}") from exc
-        return await self.publisher.publish_batch(msgs)
+        return await self.publisher.publish_batch(msgs, group_ids=groups)

@@ -7,6 +7,13 @@ result names every execution id that went through or did not, and why.
 
 :class:`Publisher` (asyncio) and :class:`SyncPublisher` (threads) share one core: the checks, the
 entries, the result and the metrics are written once in :class:`_PublishCore`.
+
+Message groups (:class:`Grouping`): on a FIFO queue (its URL ends ``.fifo``) every message gets
+a MessageGroupId (by ``QUEUE_FIFO_GROUP_BY``: its ``workflow_id`` by default) and a
+MessageDeduplicationId from its ``execution_id`` (none when the queue deduplicates by content),
+and a batch keeps each group's order (:class:`goraxfast.core.sqs_model.SendPlan`). On a standard
+queue, MessageGroupId is the tenant (``QUEUE_FAIR_QUEUE``), which SQS fair queues read as the
+tenant. An id SQS would refuse is refused here, before any call, naming the message.
 """
 
 from __future__ import annotations
@@ -15,9 +22,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from goraxfast.config import Config
 from goraxfast.core.message import ExecutionMessage, encode_message, validation_problem
@@ -28,6 +35,8 @@ from goraxfast.core.sqs_model import (
     QueueAttributes,
     SendEntry,
     entry_size,
+    ids_problem,
+    is_fifo_queue,
     is_retryable,
 )
 from goraxfast.errors import (
@@ -65,6 +74,58 @@ class PublishFailure:
     retryable: bool
 
 
+GroupKey = Literal["workflow_id", "tenant_id", "execution_id", "caller"]
+
+
+@dataclass(frozen=True, slots=True)
+class Grouping:
+    """How a publisher sets MessageGroupId and MessageDeduplicationId.
+
+    - ``fifo_group_by``: a FIFO queue's group: a message field (``workflow_id``, ``tenant_id``,
+      ``execution_id``), ``"caller"`` (the ``group_id`` each publish call passes; a message
+      without one is refused), or a function of the message. A ``group_id`` passed to a
+      publish call always wins.
+    - ``fair_queue``: on a standard queue, MessageGroupId = ``tenant_id`` (fair queues); False
+      sends none (a ``group_id`` passed to a publish call is still sent).
+    - ``content_based_deduplication``: the FIFO queue deduplicates by the body's hash, so no
+      MessageDeduplicationId is sent; otherwise it is the ``execution_id`` (with
+      ``:retry-<n>`` when ``retry_count`` is n > 0: a deliberate new attempt is not a copy).
+    """
+
+    fifo_group_by: GroupKey | Callable[[ExecutionMessage], str] = "workflow_id"
+    fair_queue: bool = True
+    content_based_deduplication: bool = False
+
+    @classmethod
+    def from_config(cls, config: Config) -> Grouping:
+        key: Any = config.fifo_group_by  # checked against FIFO_GROUP_KEYS by the config
+        return cls(fifo_group_by=key, fair_queue=config.fair_queue)
+
+    def ids(
+        self, msg: ExecutionMessage, fifo: bool, group_id: str | None
+    ) -> tuple[str | None, str | None, str]:
+        """(MessageGroupId, MessageDeduplicationId, where the group id came from)."""
+        group: str | None
+        if group_id is not None:
+            group, source = group_id, "the group_id passed"
+        elif not fifo:
+            group, source = (msg.tenant_id if self.fair_queue else None), "tenant_id"
+        elif callable(self.fifo_group_by):
+            chosen: object = self.fifo_group_by(msg)
+            if not isinstance(chosen, str):
+                raise TypeError(f"the group function returned {type(chosen).__name__}, not str")
+            group, source = chosen, "the group function"
+        elif self.fifo_group_by == "caller":
+            group, source = None, "the caller (QUEUE_FIFO_GROUP_BY=caller), who passed none"
+        else:
+            group, source = getattr(msg, self.fifo_group_by), self.fifo_group_by
+        dedup = None
+        if fifo and not self.content_based_deduplication:
+            retries = msg.retry_count
+            dedup = msg.execution_id if not retries else f"{msg.execution_id}:retry-{retries}"
+        return group, dedup, source
+
+
 @dataclass(frozen=True, slots=True)
 class PublishResult:
     """Every message of a batch, in input order, either published or failed (with the reason)."""
@@ -88,11 +149,20 @@ class PublishResult:
 class _PublishCore:
     """Checks, entries, results and metrics shared by the async and the sync publisher."""
 
-    def __init__(self, max_message_bytes: int, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        max_message_bytes: int,
+        clock: Callable[[], float],
+        queue_url: str,
+        grouping: Grouping | None,
+    ) -> None:
         if max_message_bytes <= 0:
             raise ValueError(f"max_message_bytes must be > 0, got {max_message_bytes}")
         self.max_message_bytes = max_message_bytes
         self._clock = clock
+        #: The queue is FIFO (known from its URL): groups, deduplication ids, order.
+        self.fifo = is_fifo_queue(queue_url)
+        self.grouping = grouping or Grouping()
         self._lock = threading.Lock()
         self._published = 0
         self._failed = 0
@@ -111,14 +181,19 @@ class _PublishCore:
             if now is not None:  # threads may record out of clock order: keep the latest
                 self._last = now if self._last is None else max(self._last, now)
 
-    def _prepare(self, msgs: Sequence[ExecutionMessage]) -> list[SendEntry]:
+    def _prepare(
+        self, msgs: Sequence[ExecutionMessage], group_ids: Sequence[str | None] | None = None
+    ) -> list[SendEntry]:
         """Encode, validate and measure every message; raise for the first bad one, send nothing.
 
         Encoding checks each field's type and range (a body gorax's decoder reads back, or
-        :class:`MessageEncodeError` naming the field), then gorax's rules are checked. Entry ids
+        :class:`MessageEncodeError` naming the field), then gorax's rules are checked, then the
+        group and deduplication ids SQS would refuse (:class:`ValidationError`). Entry ids
         are positions, not execution ids: those need not be unique nor fit SQS's id alphabet,
         and the position maps a result back to its message.
         """
+        if group_ids is not None and len(group_ids) != len(msgs):
+            raise ValueError(f"{len(group_ids)} group_ids for {len(msgs)} messages")
         entries: list[SendEntry] = []
         for index, msg in enumerate(msgs):
             batch = f"batch index {index}" if len(msgs) > 1 else ""
@@ -139,8 +214,25 @@ class _PublishCore:
             size = entry_size(entry)
             if size > self.max_message_bytes:
                 raise MessageTooLargeError(size, self.max_message_bytes, f"message ({where})")
-            entries.append(entry)
+            explicit = None if group_ids is None else group_ids[index]
+            if explicit is not None and not isinstance(explicit, str):
+                raise TypeError(f"group_id must be a str, got {type(explicit).__name__} ({where})")
+            group, dedup, source = self.grouping.ids(msg, self.fifo, explicit)
+            refused = ids_problem(group, dedup, 0, fifo=self.fifo)
+            if refused is not None:
+                origin = "execution_id" if "Deduplication" in refused else source
+                raise ValidationError(f"{refused}; from {origin} ({where})")
+            entries.append(replace(entry, group_id=group, dedup_id=dedup))
         return entries
+
+    def _take_attributes(self, attrs: QueueAttributes, queue_url: str) -> None:
+        """What the publisher learns from the queue's attributes: its size limit, and whether
+        it deduplicates by content (then no MessageDeduplicationId is sent)."""
+        self.max_message_bytes = _limit_of(attrs, queue_url)
+        if attrs.content_based_deduplication != self.grouping.content_based_deduplication:
+            self.grouping = replace(
+                self.grouping, content_based_deduplication=attrs.content_based_deduplication
+            )
 
     def _finish(self, msgs: Sequence[ExecutionMessage], result: BatchResult) -> PublishResult:
         published = tuple(
@@ -188,6 +280,9 @@ class PublishingClient(Protocol):
     """What :class:`Publisher` sends with: :class:`SQSClient` (aiobotocore) or
     :class:`goraxfast.sqs.fast.FastSQSClient`."""
 
+    @property
+    def queue_url(self) -> str: ...
+
     async def send_message(
         self,
         body: str,
@@ -195,6 +290,8 @@ class PublishingClient(Protocol):
         message_attributes: Mapping[str, Mapping[str, Any]] | None = None,
         delay_s: int = 0,
         queue_url: str | None = None,
+        group_id: str | None = None,
+        dedup_id: str | None = None,
     ) -> str: ...
 
     async def send_entries(
@@ -221,8 +318,9 @@ class Publisher(_PublishCore):
         *,
         max_message_bytes: int = SQS_DEFAULT_MAX_MESSAGE_BYTES,
         clock: Callable[[], float] = time.time,
+        grouping: Grouping | None = None,
     ) -> None:
-        super().__init__(max_message_bytes, clock)
+        super().__init__(max_message_bytes, clock, client.queue_url, grouping)
         self.client = client
         self._owns_client = False
         self._config: Config | None = None  # set when the queue's own limit is to be read
@@ -236,13 +334,15 @@ class Publisher(_PublishCore):
         Messages are held to the queue's own ``MaximumMessageSize``, read when the publisher
         starts (one GetQueueAttributes call: open a publisher per process, not per request),
         unless ``max_message_bytes`` is given. If it cannot be read, 256 KiB (the smallest
-        default a queue may have) is assumed, with one warning per queue.
+        default a queue may have) is assumed, with one warning per queue. The same call says
+        whether a FIFO queue deduplicates by content; groups follow ``QUEUE_FIFO_GROUP_BY``
+        and ``QUEUE_FAIR_QUEUE``.
         """
         config.require_queue()
         client: PublishingClient = new_client(config)
         # Until the publisher starts and reads the queue's own limit: the safe guess.
         limit = SQS_LEGACY_MAX_MESSAGE_BYTES if max_message_bytes is None else max_message_bytes
-        publisher = cls(client, max_message_bytes=limit)
+        publisher = cls(client, max_message_bytes=limit, grouping=Grouping.from_config(config))
         publisher._owns_client = True
         if max_message_bytes is None:
             publisher._config = config
@@ -253,17 +353,18 @@ class Publisher(_PublishCore):
         if self._owns_client:
             await self.client.start()
         if self._config is not None:
-            self.max_message_bytes = await self._queue_limit(self._config)
+            await self._read_queue(self._config)
             self._config = None
         return self
 
-    async def _queue_limit(self, config: Config) -> int:
+    async def _read_queue(self, config: Config) -> None:
         url = config.queue_url
         try:
             attrs: QueueAttributes = await self.client.queue_attributes(url)
         except Exception as exc:  # whatever the reason (SQS, credentials, network): not fatal
-            return _fallback_limit(url, exc)
-        return _limit_of(attrs, url)
+            self.max_message_bytes = _fallback_limit(url, exc)
+            return
+        self._take_attributes(attrs, url)
 
     async def __aenter__(self) -> Publisher:
         return await self.start()
@@ -280,17 +381,22 @@ class Publisher(_PublishCore):
         if self._owns_client:
             await self.client.close()
 
-    async def publish(self, msg: ExecutionMessage) -> str:
+    async def publish(self, msg: ExecutionMessage, *, group_id: str | None = None) -> str:
         """Publish one message; its SQS MessageId. Raises SQSError (counted failed) on failure.
 
+        ``group_id``: its MessageGroupId, instead of the one :class:`Grouping` would choose.
         With the fast client a lost answer (SQS may have the message) raises at once rather than
-        sending again: whether to risk a duplicate is the caller's choice here. ``publish_batch``
-        sends again (see :meth:`goraxfast.sqs.botocore.AsyncQueueClient.send_entries`).
+        sending again: whether to risk a duplicate is the caller's choice here (on a FIFO queue
+        a copy sent within 5 minutes is dropped by SQS). ``publish_batch`` sends again (see
+        :meth:`goraxfast.sqs.botocore.AsyncQueueClient.send_entries`).
         """
-        entry = self._prepare([msg])[0]
+        entry = self._prepare([msg], [group_id])[0]
         try:
             message_id = await self.client.send_message(
-                entry.body, message_attributes=entry.message_attributes
+                entry.body,
+                message_attributes=entry.message_attributes,
+                group_id=entry.group_id,
+                dedup_id=entry.dedup_id,
             )
         except SQSError:
             self._record(0, 1)
@@ -298,9 +404,20 @@ class Publisher(_PublishCore):
         self._record(1, 0)
         return message_id
 
-    async def publish_batch(self, msgs: Sequence[ExecutionMessage]) -> PublishResult:
-        """Publish any number of messages; per-message results, retryable failures retried."""
-        entries = self._prepare(msgs)
+    async def publish_batch(
+        self,
+        msgs: Sequence[ExecutionMessage],
+        *,
+        group_ids: Sequence[str | None] | None = None,
+    ) -> PublishResult:
+        """Publish any number of messages; per-message results, retryable failures retried.
+
+        ``group_ids``: one per message (None: the one :class:`Grouping` chooses). On a FIFO
+        queue each group is sent in the order given, within and across SendMessageBatch calls
+        and retries; an entry whose earlier group-mate finally failed is not sent
+        (``PrecedingMessageNotSent``, retryable).
+        """
+        entries = self._prepare(msgs, group_ids)
         try:
             result = await self.client.send_entries(entries, max_bytes=self.max_message_bytes)
         except SQSError:
@@ -318,8 +435,9 @@ class SyncPublisher(_PublishCore):
         *,
         max_message_bytes: int = SQS_DEFAULT_MAX_MESSAGE_BYTES,
         clock: Callable[[], float] = time.time,
+        grouping: Grouping | None = None,
     ) -> None:
-        super().__init__(max_message_bytes, clock)
+        super().__init__(max_message_bytes, clock, client.queue_url, grouping)
         self.client = client
         self._owns_client = False
 
@@ -330,12 +448,19 @@ class SyncPublisher(_PublishCore):
         :meth:`Publisher.from_config` when it cannot be read."""
         config.require_queue()
         client = SyncSQSClient(config)
-        if max_message_bytes is None:
+        grouping = Grouping.from_config(config)
+        if max_message_bytes is not None:
+            publisher = cls(client, max_message_bytes=max_message_bytes, grouping=grouping)
+        else:
+            publisher = cls(
+                client, max_message_bytes=SQS_LEGACY_MAX_MESSAGE_BYTES, grouping=grouping
+            )
             try:
-                max_message_bytes = _limit_of(client.queue_attributes(), config.queue_url)
-            except Exception as exc:  # as in Publisher._queue_limit
-                max_message_bytes = _fallback_limit(config.queue_url, exc)
-        publisher = cls(client, max_message_bytes=max_message_bytes)
+                attrs = client.queue_attributes()
+            except Exception as exc:  # as in Publisher._read_queue
+                publisher.max_message_bytes = _fallback_limit(config.queue_url, exc)
+            else:
+                publisher._take_attributes(attrs, config.queue_url)
         publisher._owns_client = True
         return publisher
 
@@ -354,11 +479,14 @@ class SyncPublisher(_PublishCore):
         if self._owns_client:
             self.client.close()
 
-    def publish(self, msg: ExecutionMessage) -> str:
-        entry = self._prepare([msg])[0]
+    def publish(self, msg: ExecutionMessage, *, group_id: str | None = None) -> str:
+        entry = self._prepare([msg], [group_id])[0]
         try:
             message_id = self.client.send_message(
-                entry.body, message_attributes=entry.message_attributes
+                entry.body,
+                message_attributes=entry.message_attributes,
+                group_id=entry.group_id,
+                dedup_id=entry.dedup_id,
             )
         except SQSError:
             self._record(0, 1)
@@ -366,8 +494,13 @@ class SyncPublisher(_PublishCore):
         self._record(1, 0)
         return message_id
 
-    def publish_batch(self, msgs: Sequence[ExecutionMessage]) -> PublishResult:
-        entries = self._prepare(msgs)
+    def publish_batch(
+        self,
+        msgs: Sequence[ExecutionMessage],
+        *,
+        group_ids: Sequence[str | None] | None = None,
+    ) -> PublishResult:
+        entries = self._prepare(msgs, group_ids)
         try:
             result = self.client.send_entries(entries, max_bytes=self.max_message_bytes)
         except SQSError:

@@ -38,16 +38,19 @@ from goraxfast.core.sqs_model import (
     SQS_DEFAULT_MAX_MESSAGE_BYTES,
     SQS_MAX_WAIT_S,
     BatchResult,
+    PlannedCall,
     QueueAttributes,
     ReceivedMessage,
     SendEntry,
     SendPlan,
     batch_result,
     check_batch_size,
-    message_args,
+    check_token,
+    is_fifo_queue,
     queue_attributes_of,
     received_message,
     send_payload,
+    single_message_args,
     whole_call_failure,
 )
 from goraxfast.errors import (
@@ -156,7 +159,7 @@ class QueueClientBase:
             raise ConfigError([ConfigProblem("AWS_SQS_QUEUE_URL", "", "required for this call")])
         return url
 
-    def _plan(self, entries: Sequence[SendEntry], max_bytes: int | None) -> SendPlan:
+    def _plan(self, entries: Sequence[SendEntry], max_bytes: int | None, url: str) -> SendPlan:
         return SendPlan(
             entries,
             max_bytes=max_bytes or self.max_message_bytes,
@@ -164,7 +167,16 @@ class QueueClientBase:
             base_s=self.retry_base_s,
             cap_s=self.retry_max_s,
             rand=self._rng.random,
+            fifo=is_fifo_queue(url),
         )
+
+
+def attempt_args(queue_url: str, attempt_id: str | None) -> dict[str, Any]:
+    """ReceiveRequestAttemptId for a FIFO queue (checked), nothing for a standard one."""
+    if attempt_id is None or not is_fifo_queue(queue_url):
+        return {}
+    check_token("ReceiveRequestAttemptId", attempt_id)
+    return {"ReceiveRequestAttemptId": attempt_id}
 
 
 class AsyncQueueClient(QueueClientBase):
@@ -186,33 +198,59 @@ class AsyncQueueClient(QueueClientBase):
         """Send any number of entries; retry only retryable failures; report every entry.
 
         A queue that does not exist raises (nothing can have been delivered); any other failed
-        call fails just its own entries. Retried sends may duplicate (SQS is at-least-once).
+        call fails just its own entries. Retried sends may duplicate on a standard queue (SQS is
+        at-least-once); a FIFO queue drops a copy whose MessageDeduplicationId it saw in the
+        last 5 minutes. On a FIFO queue each message group keeps its order (see
+        :class:`SendPlan`): up to ``send_concurrency`` calls are in flight, never two with
+        one group.
         """
         url = self._url(queue_url)
-        plan = self._plan(entries, max_bytes)
+        plan = self._plan(entries, max_bytes, url)
         gate = asyncio.Semaphore(max(1, self.send_concurrency))
-
-        async def one(chunk: list[SendEntry]) -> BatchResult:
-            async with gate:
-                try:
-                    return await self.send_batch(url, chunk)
-                except QueueDoesNotExistError:
-                    raise
-                except SQSError as exc:
-                    return whole_call_failure(exc, chunk)
-
         while True:
+            calls = plan.calls()
+            finished = [asyncio.Event() for _ in calls]
             # Let every call of the round finish before raising, so none outlives this method.
             outcomes = await asyncio.gather(
-                *(one(c) for c in plan.chunks()), return_exceptions=True
+                *(self._send_call(plan, url, c, finished, gate) for c in calls),
+                return_exceptions=True,
             )
             errors = [o for o in outcomes if isinstance(o, BaseException)]
             if errors:
                 raise errors[0]
-            delay = plan.record([o for o in outcomes if isinstance(o, BatchResult)])
+            delay = plan.end_round()
             if delay is None:
                 return plan.result()
             await asyncio.sleep(delay)
+
+    async def _send_call(
+        self,
+        plan: SendPlan,
+        url: str,
+        call: PlannedCall,
+        finished: Sequence[asyncio.Event],
+        gate: asyncio.Semaphore,
+    ) -> None:
+        """One call of a round: after the calls it waits for, what the plan still sends of it."""
+        try:
+            for before in call.after:
+                await finished[before].wait()
+            chunk = plan.take(call)
+            if not chunk:
+                return
+            result: BatchResult | None = None
+            try:
+                async with gate:
+                    try:
+                        result = await self.send_batch(url, chunk)
+                    except QueueDoesNotExistError:
+                        raise
+                    except SQSError as exc:
+                        result = whole_call_failure(exc, chunk)
+            finally:
+                plan.settle(chunk, result)
+        finally:
+            finished[call.index].set()
 
 
 class SQSClient(AsyncQueueClient):
@@ -298,16 +336,23 @@ class SQSClient(AsyncQueueClient):
         return resp
 
     async def receive(
-        self, max_messages: int, wait_time_s: int, visibility_timeout_s: int
+        self,
+        max_messages: int,
+        wait_time_s: int,
+        visibility_timeout_s: int,
+        *,
+        attempt_id: str | None = None,
     ) -> list[ReceivedMessage]:
+        url = self._url(None)
         resp = await self._call(
             "receive_message",
-            self._url(None),
+            url,
             MaxNumberOfMessages=max_messages,
             WaitTimeSeconds=wait_time_s,
             VisibilityTimeout=visibility_timeout_s,
             MessageSystemAttributeNames=list(RECEIVE_SYSTEM_ATTRIBUTES),
             MessageAttributeNames=["All"],
+            **attempt_args(url, attempt_id),
         )
         return [received_message(m) for m in resp.get("Messages", ())]
 
@@ -355,9 +400,14 @@ class SQSClient(AsyncQueueClient):
         message_attributes: Mapping[str, Mapping[str, Any]] | None = None,
         delay_s: int = 0,
         queue_url: str | None = None,
+        group_id: str | None = None,
+        dedup_id: str | None = None,
     ) -> str:
-        kwargs = message_args(body, message_attributes, delay_s)
-        resp = await self._call("send_message", self._url(queue_url), **kwargs)
+        """One message; ``group_id`` / ``dedup_id`` as in :class:`SendEntry` (ValueError before
+        any call for what SQS would refuse of them on this queue)."""
+        url = self._url(queue_url)
+        kwargs = single_message_args(url, body, message_attributes, delay_s, group_id, dedup_id)
+        resp = await self._call("send_message", url, **kwargs)
         return str(resp["MessageId"])
 
     async def queue_attributes(self, queue_url: str | None = None) -> QueueAttributes:
@@ -429,9 +479,12 @@ class SyncSQSClient(QueueClientBase):
         message_attributes: Mapping[str, Mapping[str, Any]] | None = None,
         delay_s: int = 0,
         queue_url: str | None = None,
+        group_id: str | None = None,
+        dedup_id: str | None = None,
     ) -> str:
-        kwargs = message_args(body, message_attributes, delay_s)
-        return str(self._call("send_message", self._url(queue_url), **kwargs)["MessageId"])
+        url = self._url(queue_url)
+        kwargs = single_message_args(url, body, message_attributes, delay_s, group_id, dedup_id)
+        return str(self._call("send_message", url, **kwargs)["MessageId"])
 
     def send_batch(self, queue_url: str, entries: Sequence[SendEntry]) -> BatchResult:
         if not entries:
@@ -448,17 +501,20 @@ class SyncSQSClient(QueueClientBase):
     ) -> BatchResult:
         """As :meth:`SQSClient.send_entries`, one call after another."""
         url = self._url(queue_url)
-        plan = self._plan(entries, max_bytes)
+        plan = self._plan(entries, max_bytes, url)
         while True:
-            results = []
-            for chunk in plan.chunks():
+            for call in plan.calls():
+                chunk = plan.take(call)
+                if not chunk:
+                    continue
                 try:
-                    results.append(self.send_batch(url, chunk))
+                    result = self.send_batch(url, chunk)
                 except QueueDoesNotExistError:
                     raise
                 except SQSError as exc:
-                    results.append(whole_call_failure(exc, chunk))
-            delay = plan.record(results)
+                    result = whole_call_failure(exc, chunk)
+                plan.settle(chunk, result)
+            delay = plan.end_round()
             if delay is None:
                 return plan.result()
             self._sleep(delay)

@@ -52,12 +52,12 @@ from goraxfast.core.sqs_model import (
     ReceivedMessage,
     SendEntry,
     check_batch_size,
-    message_args,
     queue_attributes_of,
     send_payload,
+    single_message_args,
 )
 from goraxfast.errors import SQSError
-from goraxfast.sqs.botocore import AsyncQueueClient, wrap_error
+from goraxfast.sqs.botocore import AsyncQueueClient, attempt_args, wrap_error
 from goraxfast.sqs.compat import (
     RETRY_CODES,
     RETRY_STATUSES,
@@ -85,6 +85,7 @@ class ReceiveRequest(msgspec.Struct):
     VisibilityTimeout: int
     MessageSystemAttributeNames: tuple[str, ...] = RECEIVE_SYSTEM_ATTRIBUTES
     MessageAttributeNames: tuple[str, ...] = ("All",)
+    ReceiveRequestAttemptId: str | UnsetType = UNSET  # FIFO queues only; UNSET is left out
 
 
 class DeleteEntry(msgspec.Struct):
@@ -114,11 +115,14 @@ class WireAttribute(msgspec.Struct):
 
 
 class SystemAttributes(msgspec.Struct, frozen=True):
-    """The system attributes the engine asks for; SQS sends numbers as text (strict=False)."""
+    """The system attributes the engine asks for; SQS sends numbers as text (strict=False).
+    The two FIFO ones stay text (a SequenceNumber is 20 digits, past int64 at times)."""
 
     ApproximateReceiveCount: int = 0
     ApproximateFirstReceiveTimestamp: int = 0
     SentTimestamp: int = 0
+    MessageGroupId: str = ""
+    SequenceNumber: str = ""
 
 
 NO_SYSTEM_ATTRIBUTES = SystemAttributes()
@@ -226,6 +230,8 @@ def received(m: WireMessage) -> ReceivedMessage:
         a.ApproximateFirstReceiveTimestamp,
         a.SentTimestamp,
         {} if raw is NO_MESSAGE_ATTRIBUTES else LazyAttributes(raw),
+        a.MessageGroupId,
+        a.SequenceNumber,
     )
 
 
@@ -331,10 +337,20 @@ class FastSQSClient(AsyncQueueClient):
     # -- the DataPlane ---------------------------------------------------------------------------
 
     async def receive(
-        self, max_messages: int, wait_time_s: int, visibility_timeout_s: int
+        self,
+        max_messages: int,
+        wait_time_s: int,
+        visibility_timeout_s: int,
+        *,
+        attempt_id: str | None = None,
     ) -> list[ReceivedMessage]:
         url = self._url(None)
         request = ReceiveRequest(url, max_messages, wait_time_s, visibility_timeout_s)
+        if attempt_id is not None:
+            # a retry of this call below sends the same body, so the same attempt id
+            request.ReceiveRequestAttemptId = attempt_args(url, attempt_id).get(
+                "ReceiveRequestAttemptId", UNSET
+            )
         body = await self._call("ReceiveMessage", url, encode(request), wait_s=wait_time_s)
         resp = self._decode(decode_receive, body, "ReceiveMessage", url)
         return [received(m) for m in resp.Messages]
@@ -391,9 +407,13 @@ class FastSQSClient(AsyncQueueClient):
         message_attributes: Mapping[str, Mapping[str, Any]] | None = None,
         delay_s: int = 0,
         queue_url: str | None = None,
+        group_id: str | None = None,
+        dedup_id: str | None = None,
     ) -> str:
         url = self._url(queue_url)
-        [args] = send_request([message_args(body, message_attributes, delay_s)])
+        [args] = send_request(
+            [single_message_args(url, body, message_attributes, delay_s, group_id, dedup_id)]
+        )
         raw = await self._call("SendMessage", url, encode({"QueueUrl": url, **args}), replay=False)
         return self._decode(decode_send, raw, "SendMessage", url).MessageId
 
