@@ -365,7 +365,12 @@ class InMemoryQueue:
     # --- the data plane ------------------------------------------------------------------------
 
     async def receive(
-        self, max_messages: int, wait_time_s: int, visibility_timeout_s: int
+        self,
+        max_messages: int,
+        wait_time_s: int,
+        visibility_timeout_s: int,
+        *,
+        attempt_id: str | None = None,  # a standard queue: SQS ignores it, and so does this
     ) -> list[ReceivedMessage]:
         self.calls["receive"] += 1
         fault = self._fault("receive") if self._faults else None

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
-from goraxfast.engine.poller import Credits
+from goraxfast.core.outage import Outage
+from goraxfast.core.sqs_model import BatchResult, ReceivedMessage, SendEntry
+from goraxfast.engine.poller import Credits, PollCounters, Poller
+from goraxfast.errors import SQSError
 
 
 async def test_a_poller_waits_for_a_full_batch_of_room_not_for_any_room() -> None:
@@ -59,3 +63,81 @@ async def test_a_change_that_frees_too_little_for_any_waiter_does_not_wake_them(
     credits.changed()
     assert not credits._changed.is_set()  # a wake-up here would be a wasted task switch
     waiter.cancel()
+
+
+class AttemptPlane:
+    """Answers receives from a script (an exception, or a message count); records attempt ids."""
+
+    def __init__(self, *script: object) -> None:
+        self.script = list(script)
+        self.attempt_ids: list[str | None] = []
+
+    async def receive(
+        self,
+        max_messages: int,
+        wait_time_s: int,
+        visibility_timeout_s: int,
+        *,
+        attempt_id: str | None = None,
+    ) -> list[ReceivedMessage]:
+        self.attempt_ids.append(attempt_id)
+        step = self.script.pop(0) if self.script else None
+        if step is None:
+            await asyncio.Event().wait()  # the script is over: a long poll that never ends
+        if isinstance(step, Exception):
+            raise step
+        return []
+
+    async def delete_batch(self, entries: Sequence[tuple[str, str]]) -> BatchResult:
+        raise NotImplementedError
+
+    async def change_visibility_batch(self, entries: Sequence[tuple[str, str, int]]) -> BatchResult:
+        raise NotImplementedError
+
+    async def send_batch(self, queue_url: str, entries: Sequence[SendEntry]) -> BatchResult:
+        raise NotImplementedError
+
+
+def lost_answer() -> SQSError:
+    return SQSError("ReceiveMessage", "q.fifo", "connection reset")
+
+
+def refused() -> SQSError:
+    return SQSError("ReceiveMessage", "q.fifo", "no", code="AccessDenied")
+
+
+async def attempt_ids(*script: object, fifo: bool = True) -> list[str | None]:
+    plane = AttemptPlane(*script)
+    poller = Poller(
+        plane,
+        Credits(10, lambda: 0),
+        lambda messages: None,
+        max_messages=10,
+        wait_time_s=1,
+        visibility_timeout_s=30,
+        poll_interval_s=0,
+        counters=PollCounters(),
+        queue_url="q.fifo",
+        outage=Outage("SQS ReceiveMessage", base_s=0.001, cap_s=0.001),
+        fifo=fifo,
+    )
+    task = asyncio.ensure_future(poller.run())
+    while len(plane.attempt_ids) < len(script) + 1:
+        await asyncio.sleep(0.001)
+    task.cancel()
+    return plane.attempt_ids
+
+
+async def test_a_fifo_receive_whose_answer_was_lost_is_retried_with_the_same_attempt_id() -> None:
+    ids = await attempt_ids(lost_answer(), lost_answer(), "ok")
+    assert ids[0] is not None and ids[0] == ids[1] == ids[2]
+    assert ids[3] is not None and ids[3] != ids[0]  # answered: the next receive is a new attempt
+
+
+async def test_a_refused_fifo_receive_is_not_retried_as_the_same_attempt() -> None:
+    ids = await attempt_ids(refused())
+    assert ids[0] is not None and ids[1] is not None and ids[0] != ids[1]
+
+
+async def test_a_standard_queue_receive_carries_no_attempt_id() -> None:
+    assert await attempt_ids(lost_answer(), "ok", fifo=False) == [None, None, None]

@@ -38,6 +38,7 @@ from goraxfast.core.sqs_model import (
     BatchResult,
     SendEntry,
     chunk_entries,
+    is_fifo_queue,
     is_retryable,
 )
 from goraxfast.engine.wakeup import Wakeup
@@ -86,6 +87,7 @@ class Acker:
         self.dp = data_plane
         self.queue_url = queue_url
         self.dlq_url = dlq_url
+        self._fifo_dlq = is_fifo_queue(dlq_url)
         self.clock = clock
         self.counters = AckCounters()
         self._wake = Wakeup()
@@ -249,7 +251,9 @@ class Acker:
         fitted: list[FittedLetter] = []
         for i, e in enumerate(entries):
             assert isinstance(e.payload, DeadLetter)
-            fitted.append(fit_letter(e.payload, _ENTRY_IDS[i], self.max_message_bytes))
+            fitted.append(
+                fit_letter(e.payload, _ENTRY_IDS[i], self.max_message_bytes, fifo=self._fifo_dlq)
+            )
         chunks = chunk_entries([f.entry for f in fitted], self.max_message_bytes)
         results = await asyncio.gather(*(self._send_chunk(chunk) for chunk in chunks))
         for result in results:

@@ -18,7 +18,7 @@ from goraxfast.core.limiter import TenantLimiter
 from goraxfast.core.outage import Outage
 from goraxfast.core.pipeline import PipelineLimits, PipelineSizer
 from goraxfast.core.retry import RetryPolicy
-from goraxfast.core.sqs_model import SQS_MAX_BATCH
+from goraxfast.core.sqs_model import SQS_MAX_BATCH, is_fifo_queue
 from goraxfast.engine.acker import Acker
 from goraxfast.engine.dispatch import Dispatcher
 from goraxfast.engine.pipeline import ReceivePipeline
@@ -38,6 +38,14 @@ STATIC_PREFETCH = 40
 
 def static_prefetch(config: Config) -> int:
     return STATIC_PREFETCH if config.prefetch is None else config.prefetch
+
+
+def waiting_bound(config: Config) -> int:
+    """How many messages may wait for their tenant's slot: the most the pipeline may hold beyond
+    the running ones (QUEUE_PREFETCH, or the automatic pipeline's most). A smaller bound would
+    send back to SQS, delayed, what the pipeline was sized to hold."""
+    limits = pipeline_limits(config)
+    return limits.fixed_prefetch if limits.fixed_prefetch is not None else limits.max_prefetch
 
 
 def pipeline_limits(config: Config) -> PipelineLimits:
@@ -134,8 +142,8 @@ def build_parts(
     limiter: TenantLimiter[int] = TenantLimiter(
         cfg.max_concurrency_per_tenant,
         cfg.tenant_limits,
-        max_waiting_per_tenant=max(1, static_prefetch(cfg)),
-        max_waiting_total=max(1, static_prefetch(cfg)),
+        max_waiting_per_tenant=max(1, waiting_bound(cfg)),
+        max_waiting_total=max(1, waiting_bound(cfg)),
     )
     dispatcher = Dispatcher(
         seats=workforce.states,
@@ -152,6 +160,7 @@ def build_parts(
         clock=clock,
         queue_url=cfg.queue_url,
         throttle_release_delay_s=cfg.throttle_release_delay_s,
+        fifo=is_fifo_queue(cfg.queue_url),
     )
     # Deletes that keep failing count against capacity: in an ack outage the engine stops
     # taking messages rather than run more whose deletes it cannot send.
@@ -225,4 +234,5 @@ def build_poller(
         on_intake_error=parts.dispatcher.recover_intake,
         outage=parts.receive_outage,
         on_answer=on_answer,
+        fifo=parts.dispatcher.order is not None,
     )

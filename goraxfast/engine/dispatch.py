@@ -91,6 +91,7 @@ from goraxfast.core.deadletter import DeadLetter
 from goraxfast.core.leases import LeaseBook
 from goraxfast.core.limiter import Admission, TenantLimiter
 from goraxfast.core.message import accepted_tenant, decode_message
+from goraxfast.core.ordering import GroupOrder
 from goraxfast.core.ratelimit import LogBudget
 from goraxfast.core.records import DELIVERY_DECODER, DELIVERY_ENCODER, RESULT_DECODER, Delivery
 from goraxfast.core.retry import Action, ActionKind, Outcome, RetryPolicy
@@ -123,6 +124,7 @@ class Held(msgspec.Struct, gc=False):
     tenant: str
     seat: int = -1
     received_s: float = 0.0  # the dispatcher's clock when it took the message (for dwell)
+    group: str = ""  # its MessageGroupId ("" when none)
 
 
 def held_of(m: ReceivedMessage, slot: int, tenant: str, received_s: float = 0.0) -> Held:
@@ -138,6 +140,7 @@ def held_of(m: ReceivedMessage, slot: int, tenant: str, received_s: float = 0.0)
         tenant,
         -1,
         received_s,
+        m.group_id,
     )
 
 
@@ -179,6 +182,7 @@ class Dispatcher:
         clock: Callable[[], float],
         queue_url: str,
         throttle_release_delay_s: int,
+        fifo: bool = False,
     ) -> None:
         self.seats = list(seats)
         self.acker = acker
@@ -190,6 +194,10 @@ class Dispatcher:
         self.throttle_release_delay_s = throttle_release_delay_s
         self.held: dict[int, Held] = {}
         self.ready: deque[int] = deque()
+        #: A FIFO queue: one message of a group at a time, in SQS's order (core/ordering.py);
+        #: the later ones are held (and leased) in ``blocked`` until it is settled.
+        self.order: GroupOrder[int] | None = GroupOrder() if fifo else None
+        self.blocked: set[int] = set()
         self.counters = DispatchCounters()
         self.accepting = True  # False once draining: nothing new is dispatched
         self._next_slot = 1
@@ -245,7 +253,11 @@ class Dispatcher:
         self.leases.add_many([h.slot for h in accepted], now)
         admit = self.limiter.admit
         ready = self.ready
+        order = self.order
         for h in accepted:
+            if order is not None and not order.arrive(h.slot, h.group):
+                self.blocked.add(h.slot)  # behind an earlier message of its group
+                continue
             admission = admit(h.tenant, h.slot, now)
             if admission is Admission.ADMITTED:
                 ready.append(h.slot)
@@ -288,6 +300,13 @@ class Dispatcher:
         """Take an undispatched message out of every book, whatever stage it had reached."""
         self.held.pop(h.slot, None)
         self.leases.remove(h.slot)
+        if self.order is not None and h.slot in self.order:
+            self.blocked.discard(h.slot)
+            intake = {m.slot for m in self._intake}
+            for later in self.order.forget(h.slot):
+                self.blocked.discard(later)
+                if later not in intake:  # those of its batch are settled by recover_intake
+                    self._release_now(later, holds_tenant_slot=False)
         try:
             self.ready.remove(h.slot)
         except ValueError:
@@ -308,6 +327,8 @@ class Dispatcher:
             AckEntry(slot, h.receipt_handle, self.throttle_release_delay_s),
         )
         h.seat = STAGED
+        if self.order is not None:
+            self._group_goes_back(slot)
         self.on_room()
 
     # --- to the workers ---------------------------------------------------------------------
@@ -472,6 +493,8 @@ class Dispatcher:
             counters.e2e_histogram[C.bucket_index(e2e_ms * 1_000_000)] += 1
         if outcome is Outcome.SUCCESS and self._delete_on_success:
             self.acker.stage(AckKind.DELETE, AckEntry(slot, h.receipt_handle), now)
+            if self.order is not None:
+                self._group_moves_on(slot, now)
             return
         action = self.policy.decide(
             outcome, h.receive_count, delay_s=None if delay_s < 0 else delay_s, reason=reason
@@ -479,6 +502,41 @@ class Dispatcher:
         if outcome in _FAILED_ATTEMPTS:
             self._log_failure(h, outcome, reason, action, now)
         self._apply(h, action, now)
+        if self.order is not None:
+            if action.kind in _SETTLED_FOR_GOOD or (
+                outcome is Outcome.SUCCESS and action.kind is ActionKind.NOTHING
+            ):
+                self._group_moves_on(slot, now)
+            else:
+                self._group_goes_back(slot)
+
+    # --- FIFO message groups -------------------------------------------------------------------
+
+    def _group_moves_on(self, slot: int, now: float) -> None:
+        """``slot`` is done for good (deleted or dead-lettered): the next of its group may run."""
+        assert self.order is not None
+        nxt = self.order.succeeded(slot)
+        if nxt is None or nxt not in self.held:
+            return
+        self.blocked.discard(nxt)
+        h = self.held[nxt]
+        admission = self.limiter.admit(h.tenant, nxt, now)
+        if admission is Admission.ADMITTED:
+            self.ready.append(nxt)
+        elif admission is Admission.WAITING:
+            self.counters.throttled += 1
+            self.on_waiting()
+        else:
+            self._throttle_release(nxt)
+
+    def _group_goes_back(self, slot: int) -> None:
+        """``slot`` goes back to SQS (a failed attempt, a release): SQS keeps its group blocked
+        while it is invisible, so the later ones held here go back too, unrun and visible at
+        once; SQS delivers them again after it, in order."""
+        assert self.order is not None
+        for later in self.order.failed(slot):
+            self.blocked.discard(later)
+            self._release_now(later, holds_tenant_slot=False)
 
     def _log_failure(
         self, h: Held, outcome: Outcome, reason: str, action: Action, now: float
@@ -532,6 +590,7 @@ class Dispatcher:
                 message_id=h.message_id,
                 source_queue=self.queue_url,
                 keep_visibility_s=action.visibility_timeout_s,
+                group_id=h.group,
             )
             self.acker.stage(
                 AckKind.DEAD_LETTER, AckEntry(h.slot, h.receipt_handle, payload=letter), now
@@ -595,6 +654,8 @@ class Dispatcher:
             released += self._release_now(slot, holds_tenant_slot=False)
         while self.ready:
             released += self._release_now(self.ready.popleft(), holds_tenant_slot=True)
+        while self.blocked:  # behind a running message of their group: back, unrun
+            released += self._release_now(self.blocked.pop(), holds_tenant_slot=False)
         return released
 
     def _release_arrivals(self, messages: Sequence[ReceivedMessage]) -> None:
@@ -616,7 +677,13 @@ class Dispatcher:
                 self.ready.append(handover)
         self.counters.released += 1
         self.acker.add(AckKind.VISIBILITY, AckEntry(slot, h.receipt_handle, 0))
-        return 1
+        released = 1
+        if self.order is not None and slot in self.order:
+            self.blocked.discard(slot)
+            for later in self.order.forget(slot):
+                self.blocked.discard(later)
+                released += self._release_now(later, holds_tenant_slot=False)
+        return released
 
     def worker_lost(self, seat: SeatState, *, how: str, forced: bool) -> None:
         """A worker died: settle what it published, release what it never took, fail the rest.
@@ -641,6 +708,8 @@ class Dispatcher:
                     handover = self.limiter.release(h.tenant)
                     if handover is not None:
                         self.ready.append(handover)
+                    if self.order is not None:
+                        self._group_goes_back(slot)
             elif outcome is Outcome.TIMEOUT:
                 self.complete(slot, outcome, reason=f"worker killed ({how})")
             else:
@@ -652,6 +721,9 @@ class Dispatcher:
     def in_flight_by_tenant(self) -> dict[str, int]:
         return self.limiter.running_by_tenant()
 
+
+#: What a FIFO group can move on after: the message will not be delivered again.
+_SETTLED_FOR_GOOD = frozenset({ActionKind.DELETE, ActionKind.DEAD_LETTER})
 
 _FAILED_ATTEMPTS = {
     Outcome.FAIL: "handler failed",

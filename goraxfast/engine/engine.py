@@ -338,7 +338,7 @@ class Engine:
         limits = parts.limits
         log.info(
             "engine running: %d workers (%s handler %s), %d handlers at once, receive pipeline "
-            "%s, queue %s",
+            "%s, %squeue %s",
             self.workers,
             "async" if self.bound.is_async else "sync",
             self.bound.describe(),
@@ -347,6 +347,9 @@ class Engine:
             if limits.fixed_pollers is not None
             else f"auto ({limits.min_pollers}-{limits.max_pollers} in flight, prefetch "
             f"up to {limits.max_prefetch})",
+            "FIFO (one message of a group at a time, in order) "
+            if dispatcher.order is not None
+            else "",
             cfg.queue_url,
         )
         if self.fatal_error is not None:

@@ -70,6 +70,7 @@ class ReceivePipeline:
         self.stopping = False
         self._active: list[tuple[Poller, asyncio.Task[None]]] = []
         self._retiring: list[tuple[Poller, asyncio.Task[None]]] = []
+        self._retired: set[asyncio.Task[None]] = set()
         self._completed_seen = 0
         self._reason = ""
 
@@ -157,6 +158,7 @@ class ReceivePipeline:
             poller, task = self._active.pop()
             poller.stop()
             self._retiring.append((poller, task))
+            self._retired.add(task)  # until its done-callback has run (pruning may come first)
 
     def _spawn(self) -> None:
         poller = self.make_poller()
@@ -171,7 +173,7 @@ class ReceivePipeline:
         """A poller told to stop ends quietly; any other end is the engine's business."""
         if task.cancelled():
             return
-        retired = any(t is task for _, t in self._retiring) or self.stopping
-        if retired and task.exception() is None:
+        if task.exception() is None and (task in self._retired or self.stopping):
+            self._retired.discard(task)
             return
         self.on_poller_failed(task)

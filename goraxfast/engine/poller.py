@@ -12,15 +12,24 @@ import asyncio
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from goraxfast.core.dataplane import DataPlane
 from goraxfast.core.outage import Outage
-from goraxfast.core.sqs_model import ReceivedMessage
+from goraxfast.core.sqs_model import (
+    AMBIGUOUS_CODES,
+    RETRYABLE_CODES,
+    SQS_DEDUPLICATION_INTERVAL_S,
+    ReceivedMessage,
+)
 from goraxfast.errors import SQSError
 
 log = logging.getLogger("goraxfast.poller")
+
+#: How long an attempt id is reused for retries: inside SQS's 5 minutes, with a minute to spare.
+ATTEMPT_REUSE_S = SQS_DEDUPLICATION_INTERVAL_S - 60
 
 #: How often an intake error that keeps recurring is summed up in one log line.
 INTAKE_ERROR_LOG_EVERY_S = 60.0
@@ -110,6 +119,7 @@ class Poller:
         outage: Outage | None = None,
         rand: Callable[[], float] | None = None,
         on_answer: Callable[[float, float, int, float, int], None] | None = None,
+        fifo: bool = False,
     ) -> None:
         self.dp = data_plane
         self.credits = credits
@@ -125,6 +135,11 @@ class Poller:
         self.rand = rand or random.random
         #: (now, round trip, messages, long-poll wait, asked) of every answered receive
         self.on_answer = on_answer
+        #: A FIFO queue: each receive carries a ReceiveRequestAttemptId, reused to retry one whose
+        #: answer was lost, so SQS returns that batch again instead of hiding its groups.
+        self.fifo = fifo
+        self._attempt_id: str | None = None
+        self._attempt_since = 0.0
         self.stopping = False
         self.receiving = False
         # error (type, text) -> [time of its last line, batches and messages since]
@@ -150,13 +165,26 @@ class Poller:
             self.receiving = True
             sent_at = time.monotonic()  # not loop.time(): uvloop's is cached, in ms
             try:
-                messages = await self.dp.receive(want, self.wait_time_s, self.visibility_timeout_s)
+                if self.fifo:
+                    messages = await self.dp.receive(
+                        want,
+                        self.wait_time_s,
+                        self.visibility_timeout_s,
+                        attempt_id=self._attempt(sent_at),
+                    )
+                    self._attempt_id = None  # answered: the next receive is a new attempt
+                else:
+                    messages = await self.dp.receive(
+                        want, self.wait_time_s, self.visibility_timeout_s
+                    )
             except asyncio.CancelledError:
                 self.credits.give_back(want)
                 raise
             except Exception as exc:
                 self.credits.give_back(want)
                 self.counters.receive_errors += 1
+                if not _maybe_carried_out(exc):
+                    self._attempt_id = None  # refused: SQS returned nothing to ask again for
                 if self._stopped():
                     return
                 failure = outage.failed(loop.time(), _error_kind(exc), _describe(exc), self.rand())
@@ -185,6 +213,14 @@ class Poller:
                 self.counters.empty_receives += 1
                 if self.poll_interval_s > 0 and not self._stopped():
                     await asyncio.sleep(self.poll_interval_s)
+
+    def _attempt(self, now: float) -> str:
+        """The ReceiveRequestAttemptId of this receive: the last one again while it is retrying
+        a receive that got no answer (SQS keeps an attempt id 5 minutes), else a new one."""
+        if self._attempt_id is None or now - self._attempt_since > ATTEMPT_REUSE_S:
+            self._attempt_id = uuid.uuid4().hex
+            self._attempt_since = now
+        return self._attempt_id
 
     def _stopped(self) -> bool:
         return self.stopping  # a call: mypy would take the flag as fixed across awaits
@@ -237,6 +273,14 @@ class Poller:
                 now - seen[0],
             )
             seen[:] = [now, 0, 0]
+
+
+def _maybe_carried_out(exc: Exception) -> bool:
+    """A receive that may have taken messages out of sight: no answer, or a server error."""
+    if not isinstance(exc, SQSError):
+        return True
+    code = exc.code or ""
+    return not code or code in AMBIGUOUS_CODES or code in RETRYABLE_CODES
 
 
 def _error_kind(exc: Exception) -> str:
