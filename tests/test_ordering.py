@@ -363,6 +363,8 @@ def test_per_group_successful_runs_follow_publish_order(
                 engine.release(data.draw(st.sampled_from(idle)))
         else:
             queue.now += 1
+        heads = {slot for slot in engine.slots if engine.order.is_runnable(slot)}
+        assert heads == engine.runnable | engine.running  # no group stalls, none runs two
     for _ in range(1000):  # then run everything to the end, no more releases
         if queue.settled():
             break
