@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+import test_publisher_fifo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from goraxfast.config import Config
 from goraxfast.core.deadletter import (
     BODY_OMITTED,
+    DEAD_LETTER_GROUP,
     LETTER_ID,
     MAX_LETTER_SENDS_WITHOUT_ANSWER,
     REASON,
@@ -17,8 +20,13 @@ from goraxfast.core.deadletter import (
     SQS_MAX_ATTRIBUTES,
     DeadLetter,
     fit_letter,
+    letter_ids,
 )
-from goraxfast.core.sqs_model import SendEntry, entry_size
+from goraxfast.core.sqs_model import SendEntry, entry_problem, entry_size, token_problem
+from goraxfast.sqs.fast import FastSQSClient
+
+fifo_queue_pair = test_publisher_fifo.fifo_queue_pair
+fifo_config = test_publisher_fifo.fifo_config
 
 ORIGINAL = {
     "tenant_id": {"DataType": "String", "StringValue": "t1"},
@@ -134,3 +142,50 @@ def test_whatever_the_letter_the_entry_fits_and_keeps_the_body_when_it_can(
         minimal = {k: v for k, v in bare.message_attributes.items() if k.startswith("goraxfast_")}
         minimal[REASON] = {"DataType": "String", "StringValue": reason[:60] or "unknown"}
         assert entry_size(SendEntry("0", body, minimal)) > max_bytes
+
+
+# --- to a FIFO DLQ: the source's group, the letter id as the deduplication id -----------------
+
+
+@pytest.mark.parametrize("body_chars", [10, 300_000])  # a whole letter, and a stub
+def test_a_letter_to_a_fifo_dlq_keeps_its_group_and_is_deduplicated_by_its_letter_id(
+    body_chars: int,
+) -> None:
+    source = letter("x" * body_chars, message_id="3f1c-aa", receive_count=4, group_id="wf-9")
+    fitted = fit_letter(source, "0", 262_144, fifo=True)
+    assert fitted.body_omitted is (body_chars > 262_144)
+    entry = fitted.entry
+    assert (entry.group_id, entry.dedup_id) == ("wf-9", "3f1c-aa:4")
+    assert entry.dedup_id == entry.message_attributes[LETTER_ID]["StringValue"]
+    assert entry_problem(entry, 262_144, fifo=True) is None
+    standard = fit_letter(source, "0", 262_144).entry
+    assert (standard.group_id, standard.dedup_id) == (None, None)  # a standard DLQ: none
+    assert entry_size(standard) == entry_size(entry)
+
+
+def test_every_copy_of_one_deliverys_letter_has_the_same_ids_the_next_delivery_new_ones() -> None:
+    one = letter(group_id="g")
+    assert letter_ids(one) == letter_ids(one.answer_lost()) == ("g", "mid-1:2")
+    assert letter_ids(letter(group_id="g", receive_count=3))[1] == "mid-1:3"
+
+
+def test_a_letter_whose_source_had_no_group_goes_to_a_fixed_one() -> None:
+    assert letter_ids(letter())[0] == DEAD_LETTER_GROUP
+
+
+@pytest.mark.parametrize("message_id", ["m" * 130, "mid with spaces", "mid-é"])
+def test_ids_sqs_would_refuse_are_replaced_by_their_hash(message_id: str) -> None:
+    group, dedup = letter_ids(letter(message_id=message_id, group_id="g é"))
+    assert token_problem("MessageGroupId", group) is None and len(group) == 64
+    assert token_problem("MessageDeduplicationId", dedup) is None and len(dedup) == 64
+    assert letter_ids(letter(message_id=message_id, group_id="g é")) == (group, dedup)
+
+
+async def test_a_letter_sent_twice_to_a_fifo_dlq_is_there_once(fifo_config: Config) -> None:
+    """The lost-answer resend (MAX_LETTER_SENDS_WITHOUT_ANSWER) reaches a FIFO DLQ only once."""
+    entry = fit_letter(letter(group_id="wf-1"), "0", 262_144, fifo=True).entry
+    async with FastSQSClient(fifo_config, queue_url=fifo_config.dlq_url) as dlq:
+        for _ in range(MAX_LETTER_SENDS_WITHOUT_ANSWER):
+            assert (await dlq.send_batch(dlq.queue_url, [entry])).successful == ("0",)
+        got = await dlq.receive(10, 0, 30)
+    assert [(m.body, m.group_id) for m in got] == [(b"body", "wf-1")]

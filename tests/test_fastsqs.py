@@ -14,6 +14,7 @@ from unittest import mock
 
 import msgspec
 import pytest
+import test_publisher_fifo
 from botocore import parsers
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -26,7 +27,12 @@ from hypothesis import strategies as st
 from goraxfast.cli.moto_server import free_port
 from goraxfast.config import Config
 from goraxfast.core.deadletter import DeadLetter, fit_letter
-from goraxfast.core.sqs_model import SendEntry, batch_result, received_message
+from goraxfast.core.sqs_model import (
+    RECEIVE_SYSTEM_ATTRIBUTES,
+    SendEntry,
+    batch_result,
+    received_message,
+)
 from goraxfast.errors import (
     ConfigError,
     QueueDoesNotExistError,
@@ -270,12 +276,17 @@ _message = st.fixed_dictionaries(
         "Attributes": st.fixed_dictionaries(
             {},
             optional={
-                k: st.integers(0, 2**45).map(str)
-                for k in (
-                    "ApproximateReceiveCount",
-                    "SentTimestamp",
-                    "ApproximateFirstReceiveTimestamp",
-                )
+                **{
+                    k: st.integers(0, 2**45).map(str)
+                    for k in (
+                        "ApproximateReceiveCount",
+                        "SentTimestamp",
+                        "ApproximateFirstReceiveTimestamp",
+                    )
+                },
+                "MessageGroupId": _words,
+                "SequenceNumber": st.integers(0, 10**20).map(lambda n: f"{n:020d}"),
+                "MessageDeduplicationId": _words,  # returned too; neither client keeps it
             },
         ),
         "MessageAttributes": st.dictionaries(_words, _attribute, max_size=3),
@@ -663,3 +674,77 @@ async def test_an_unreadable_answer_is_an_sqs_error() -> None:
     async with ScriptedSQS(garbage) as server, fast(server) as c:
         with pytest.raises(SQSError, match="unreadable response"):
             await c.receive(10, 0, 30)
+
+
+# --- FIFO queues ----------------------------------------------------------------------------------
+
+fifo_queue_pair = test_publisher_fifo.fifo_queue_pair
+fifo_config = test_publisher_fifo.fifo_config
+
+
+@pytest.mark.parametrize("kind", ["botocore", "fast"])
+async def test_a_fifo_message_comes_with_its_group_and_sequence_number(
+    kind: str, fifo_config: Config
+) -> None:
+    async with make(kind, fifo_config) as c:
+        first = await c.send_message("one", group_id="g-1", dedup_id="d-1")
+        result = await c.send_batch(
+            c.queue_url,
+            [
+                SendEntry("a", "two", group_id="g-1", dedup_id="d-2"),
+                SendEntry("b", "x", group_id="g-2", dedup_id="d-1"),
+            ],
+        )
+        assert result.successful == ("a", "b")
+        got = await c.receive(10, 0, 30, attempt_id="attempt-1")
+    # "b" reused d-1: SQS answers success and drops it, whatever its group and body
+    assert [(m.body, m.group_id) for m in got] == [(b"one", "g-1"), (b"two", "g-1")]
+    assert got[0].message_id == first
+    assert all(m.sequence_number.isdigit() for m in got)  # moto's are random: not an order
+
+
+def test_a_received_message_without_fifo_attributes_has_empty_ones() -> None:
+    body = b'{"Messages": [{"MessageId": "m", "ReceiptHandle": "r", "Attributes": {"MessageGroupId": "t-1"}}]}'
+    [m] = [received(w) for w in decode_receive(body).Messages]
+    assert (m.group_id, m.sequence_number) == ("t-1", "")
+    [bare] = [
+        received(w)
+        for w in decode_receive(
+            b'{"Messages": [{"MessageId": "m", "ReceiptHandle": "r"}]}'
+        ).Messages
+    ]
+    assert (bare.group_id, bare.sequence_number) == ("", "")
+
+
+async def test_the_attempt_id_goes_to_a_fifo_queue_and_is_kept_when_a_receive_is_retried() -> None:
+    fifo_url = QUEUE_URL + ".fifo"
+    async with ScriptedSQS(CLOSE, OK_RECEIVE, OK_RECEIVE, OK_RECEIVE) as server:
+        async with fast(server, queue_url=fifo_url) as c:
+            assert await c.receive(10, 0, 30, attempt_id="attempt-7") == []  # lost, then again
+            assert await c.receive(10, 0, 30) == []
+            with pytest.raises(ValueError, match="ReceiveRequestAttemptId is 129 characters"):
+                await c.receive(10, 0, 30, attempt_id="x" * 129)
+        async with fast(server) as standard:
+            assert await standard.receive(10, 0, 30, attempt_id="not for standard queues") == []
+    sent = [msgspec.json.decode(body) for _, body in server.requests]
+    assert [r.get("ReceiveRequestAttemptId") for r in sent] == [
+        "attempt-7",
+        "attempt-7",
+        None,
+        None,
+    ]
+    assert sent[0]["MessageSystemAttributeNames"] == list(RECEIVE_SYSTEM_ATTRIBUTES)
+    assert {"MessageGroupId", "SequenceNumber"} <= set(RECEIVE_SYSTEM_ATTRIBUTES)
+
+
+async def test_send_message_carries_the_ids_and_refuses_what_sqs_would() -> None:
+    sent = answer(200, {"MessageId": "m-1"})
+    async with ScriptedSQS(sent, sent) as server, fast(server, queue_url=QUEUE_URL + ".fifo") as c:
+        assert await c.send_message("x", group_id="g", dedup_id="d") == "m-1"
+        with pytest.raises(ValueError, match="DelaySeconds"):
+            await c.send_message("x", group_id="g", dedup_id="d", delay_s=3)
+        with pytest.raises(ValueError, match="requires a MessageGroupId"):
+            await c.send_message("x")
+    [(_, body)] = server.requests
+    request = msgspec.json.decode(body)
+    assert (request["MessageGroupId"], request["MessageDeduplicationId"]) == ("g", "d")

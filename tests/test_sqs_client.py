@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
+import test_publisher_fifo
 from botocore.exceptions import ClientError
 
 from goraxfast.cli.moto_server import free_port
@@ -17,15 +20,19 @@ from goraxfast.core.dataplane import DataPlane
 from goraxfast.core.sqs_model import (
     AMBIGUOUS_CODES,
     ERROR_VERDICTS,
+    HELD_BACK_CODE,
     BatchFailure,
     BatchResult,
+    PlannedCall,
     SendEntry,
     SendPlan,
     attributes_size,
     backoff_s,
     chunk_entries,
+    entry_problem,
     entry_size,
     is_retryable,
+    send_payload,
     whole_call_failure,
 )
 from goraxfast.errors import (
@@ -37,6 +44,9 @@ from goraxfast.errors import (
 from goraxfast.sqs.botocore import SQSClient, SyncSQSClient, client_kwargs
 
 ATTR = {"tenant_id": {"DataType": "String", "StringValue": "t-1"}}
+# a FIFO queue and its DLQ on moto, and a Config for them (fixtures shared with the publisher's)
+fifo_queue_pair = test_publisher_fifo.fifo_queue_pair
+fifo_config = test_publisher_fifo.fifo_config
 
 
 def entries(n: int, prefix: str = "e", size: int = 10) -> list[SendEntry]:
@@ -388,3 +398,253 @@ async def test_zero_delay_keeps_the_queues_own_delay(client: SQSClient, boto_sqs
     await client.send_entries(entries(2))
     attrs = await client.queue_attributes()
     assert (attrs.visible, attrs.delayed) == (0, 3)
+
+
+# --- FIFO queues: what SQS refuses, caught before sending; the plan keeps each group's order ----
+
+
+def fifo_entry(entry_id: str, group: str | None, **changes: Any) -> SendEntry:
+    fields: dict[str, Any] = {"group_id": group, "dedup_id": entry_id, **changes}
+    return SendEntry(entry_id, f"body-{entry_id}", **fields)
+
+
+@pytest.mark.parametrize(
+    ("entry", "fifo", "code", "text"),
+    [
+        (SendEntry("a", "x", group_id="g", dedup_id="d"), True, None, ""),
+        (SendEntry("a", "x", group_id="g"), True, None, ""),  # content-based deduplication
+        (SendEntry("a", "x", group_id="t-1"), False, None, ""),  # a fair queue's tenant
+        (SendEntry("a", "x", dedup_id="d"), True, "MissingParameter", "requires a MessageGroupId"),
+        (SendEntry("a", "x", group_id="g", delay_s=5), True, "InvalidParameterValue", "Delay"),
+        (SendEntry("a", "x", group_id="g", delay_s=5), False, None, ""),
+        (SendEntry("a", "x", dedup_id="d"), False, "InvalidParameterValue", "FIFO queues only"),
+        (SendEntry("a", "x", group_id="g" * 129), True, "InvalidParameterValue", "129 characters"),
+        (SendEntry("a", "x", group_id="g" * 128, dedup_id="d" * 128), True, None, ""),
+        (SendEntry("a", "x", group_id="g é"), False, "InvalidParameterValue", "' '"),
+        (SendEntry("a", "x", group_id=""), True, "InvalidParameterValue", "is empty"),
+        (SendEntry("a", "x", group_id="g", dedup_id="é"), True, "InvalidParameterValue", "'é'"),
+        (SendEntry("a", "x", group_id="!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"), True, None, ""),
+    ],
+)
+def test_what_sqs_refuses_of_group_and_deduplication_ids(
+    entry: SendEntry, fifo: bool, code: str | None, text: str
+) -> None:
+    problem = entry_problem(entry, 1_000, fifo=fifo)
+    if code is None:
+        assert problem is None
+    else:
+        assert problem is not None and problem.code == code and text in problem.message
+        assert problem.sender_fault and not is_retryable(problem)
+
+
+def test_ids_do_not_count_towards_the_size() -> None:
+    plain = SendEntry("a", "x" * 10)
+    assert entry_size(replace(plain, group_id="g" * 128, dedup_id="d" * 128)) == entry_size(plain)
+
+
+def test_the_payload_carries_the_ids_only_when_set() -> None:
+    [with_ids, without] = send_payload([fifo_entry("a", "g"), SendEntry("b", "y")])
+    assert with_ids["MessageGroupId"] == "g" and with_ids["MessageDeduplicationId"] == "a"
+    assert "MessageGroupId" not in without and "MessageDeduplicationId" not in without
+
+
+def plan(entries: Sequence[SendEntry], fifo: bool = True, **kwargs: Any) -> SendPlan:
+    options: dict[str, Any] = {"max_bytes": 10_000, "max_attempts": 3, "base_s": 0.1}
+    return SendPlan(entries, cap_s=1, rand=lambda: 0.5, fifo=fifo, **{**options, **kwargs})
+
+
+def ids(call: PlannedCall) -> list[str]:
+    return [e.id for e in call.entries]
+
+
+def test_a_fifo_plan_keeps_each_group_together_in_order_and_chains_its_calls() -> None:
+    groups = "abacbabcaa" * 3  # 30 entries: a 15, b 9, c 6
+    p = plan([fifo_entry(f"e{i}", g) for i, g in enumerate(groups)])
+    calls = p.calls()
+    a = [f"e{i}" for i, g in enumerate(groups) if g == "a"]
+    b = [f"e{i}" for i, g in enumerate(groups) if g == "b"]
+    c = [f"e{i}" for i, g in enumerate(groups) if g == "c"]
+    assert [ids(call) for call in calls] == [a[:10], a[10:] + b[:5], b[5:] + c]
+    assert [call.after for call in calls] == [(), (0,), (1,)]
+    standard = plan([fifo_entry(f"e{i}", g, dedup_id=None) for i, g in enumerate(groups)], False)
+    assert [call.after for call in standard.calls()] == [(), (), ()]
+    assert [e.id for call in standard.calls() for e in call.entries] == [
+        f"e{i}" for i in range(30)
+    ]  # a standard queue: input order, calls independent
+
+
+def test_groups_of_their_own_calls_are_independent() -> None:
+    p = plan([fifo_entry(f"{g}{i}", g) for g in "xyz" for i in range(10)])
+    assert [call.after for call in p.calls()] == [(), (), ()]
+
+
+def test_a_retryable_failure_holds_back_the_rest_of_its_group_for_the_round() -> None:
+    p = plan([fifo_entry(f"a{i}", "a") for i in range(12)] + [fifo_entry("b0", "b")])
+    first, second = p.calls()
+    assert ids(first) == [f"a{i}" for i in range(10)] and second.after == (0,)
+    sent = p.take(first)
+    fault = BatchFailure("a3", "InternalError", "try again", False)
+    ok = tuple(e.id for e in sent if e.id != "a3")
+    p.settle(sent, BatchResult(ok, (fault,)))  # a4..a9 went through: the one thing not undone
+    assert [e.id for e in p.take(second)] == ["b0"]  # a10, a11 held back, b0 goes
+    p.settle([second.entries[-1]], BatchResult(("b0",), ()))
+    assert p.end_round() == pytest.approx(0.075)
+    again, behind = p.calls()  # the failed one first, alone; then those held, in order
+    assert (ids(again), ids(behind), behind.after) == (["a3"], ["a10", "a11"], (0,))
+    p.settle(p.take(again), BatchResult(("a3",), ()))
+    p.settle(p.take(behind), BatchResult(("a10", "a11"), ()))
+    assert p.end_round() is None
+    assert not p.result().failed and len(p.result().successful) == 13
+
+
+def test_entries_held_back_in_the_last_round_fail_retryably_and_say_why() -> None:
+    p = plan([fifo_entry(f"a{i}", "a") for i in range(11)] + [fifo_entry("b", "b")], max_attempts=1)
+    first, second = p.calls()
+    sent = p.take(first)
+    down = BatchFailure("a0", "ServiceUnavailable", "", False)
+    p.settle(sent, BatchResult(tuple(e.id for e in sent[1:]), (down,)))
+    p.settle(p.take(second), BatchResult(("b",), ()))
+    assert p.end_round() is None  # that was the only round
+    result = p.result()
+    assert [(f.id, f.code) for f in result.failed] == [
+        ("a0", "ServiceUnavailable"),
+        ("a10", HELD_BACK_CODE),
+    ]
+    assert result.successful == (*(f"a{i}" for i in range(1, 10)), "b")
+
+
+def test_a_call_that_raised_holds_back_its_groups() -> None:
+    p = plan([fifo_entry(f"a{i}", "a") for i in range(11)], max_attempts=1)
+    first, second = p.calls()
+    p.settle(p.take(first), None)
+    assert p.take(second) == []
+    assert p.end_round() is None
+    [held] = p.result().failed
+    assert held.id == "a10" and held.code == HELD_BACK_CODE and is_retryable(held)
+    assert "'a0'" in held.message and "group 'a'" in held.message
+
+
+def test_a_failure_that_is_not_retryable_holds_nothing_back() -> None:
+    p = plan([fifo_entry(f"a{i}", "a") for i in range(11)])
+    first, second = p.calls()
+    sent = p.take(first)
+    refused = BatchFailure("a0", "InvalidParameterValue", "no", True)
+    p.settle(sent, BatchResult(tuple(e.id for e in sent[1:]), (refused,)))
+    assert [e.id for e in p.take(second)] == ["a10"]
+
+
+def test_a_fifo_plan_refuses_per_message_delays_and_missing_groups_before_sending() -> None:
+    p = plan([fifo_entry("ok", "g"), fifo_entry("late", "g", delay_s=3), fifo_entry("x", None)])
+    assert [ids(c) for c in p.calls()] == [["ok"]]
+    assert {f.id: f.code for f in p.result().failed} == {
+        "late": "InvalidParameterValue",
+        "x": "MissingParameter",
+    }
+
+
+class OverlapClient(SQSClient):
+    """The real client, slowed, recording whether two calls with one group were ever in flight
+    together; a call holding an entry of ``faults`` fails whole (as throttling, a 5xx or a lost
+    answer do: per-entry refusals are caught before sending), that many times."""
+
+    in_flight: list[set[str | None]]
+    overlaps: int
+    faults: dict[str, int]
+
+    async def send_batch(self, queue_url: str, entries: Sequence[SendEntry]) -> BatchResult:
+        groups = {e.group_id for e in entries}
+        self.overlaps += any(groups & other for other in self.in_flight)
+        self.in_flight.append(groups)
+        try:
+            await asyncio.sleep(random.uniform(0, 0.01))
+            hit = [e.id for e in entries if self.faults.get(e.id, 0) > 0]
+            for entry_id in hit:
+                self.faults[entry_id] -= 1
+            if hit:
+                raise SQSError("SendMessageBatch", queue_url, "injected", "ServiceUnavailable")
+            return await super().send_batch(queue_url, entries)
+        finally:
+            self.in_flight.remove(groups)
+
+
+async def receive_in_order(client: SQSClient, expected: int) -> list[Any]:
+    """Everything, in FIFO delivery order: receive, then delete what came, and again."""
+    got: list[Any] = []
+    for _ in range(expected + 10):
+        batch = await client.receive(10, 0, 30)
+        got += batch
+        if batch:
+            await client.delete_batch([(str(i), m.receipt_handle) for i, m in enumerate(batch)])
+        if len(got) >= expected:
+            break
+    return got
+
+
+async def test_send_entries_to_a_fifo_queue_keeps_each_group_in_order_on_moto(
+    fifo_config: Config,
+) -> None:
+    groups = [f"g{(i * 7) % 5}" for i in range(64)]
+    sent = [fifo_entry(f"e{i}", g) for i, g in enumerate(groups)]
+    async with OverlapClient(fifo_config, send_concurrency=4, retry_base_s=0.001) as c:
+        c.in_flight, c.overlaps = [], 0
+        c.faults = {"e5": 1, "e17": 2, "e40": 1}  # retryable, then sent
+        result = await c.send_entries(sent)
+        assert result.successful == tuple(e.id for e in sent) and not result.failed
+        assert c.overlaps == 0
+        got = await receive_in_order(c, len(sent))
+    assert len(got) == len(sent)
+    for group in set(groups):
+        mine = [m.body.decode() for m in got if m.group_id == group]
+        assert mine == [e.body for e in sent if e.group_id == group], group
+    assert all(m.sequence_number for m in got)
+
+
+async def test_receive_sends_an_attempt_id_to_a_fifo_queue_only(
+    fifo_config: Config, config: Config
+) -> None:
+    seen: list[dict[str, Any]] = []
+
+    class Spy(SQSClient):
+        async def _call(self, method: str, queue_url: str, **kwargs: Any) -> dict[str, Any]:
+            seen.append(kwargs)
+            return await super()._call(method, queue_url, **kwargs)
+
+    async with Spy(fifo_config) as c:
+        assert await c.receive(10, 0, 30, attempt_id="attempt-1") == []
+        with pytest.raises(ValueError, match="ReceiveRequestAttemptId has a character"):
+            await c.receive(10, 0, 30, attempt_id="no spaces allowed")
+        assert await c.receive(10, 0, 30) == []
+    async with Spy(config) as c:  # a standard queue: SQS defines no attempt id there
+        assert await c.receive(10, 0, 30, attempt_id="no spaces, and not sent") == []
+    assert [k.get("ReceiveRequestAttemptId") for k in seen] == ["attempt-1", None, None]
+
+
+async def test_send_message_checks_ids_against_the_queue_kind(
+    fifo_config: Config, config: Config
+) -> None:
+    async with SQSClient(fifo_config) as fifo, SQSClient(config) as standard:
+        with pytest.raises(ValueError, match="requires a MessageGroupId"):
+            await fifo.send_message("x", dedup_id="d")
+        with pytest.raises(ValueError, match="DelaySeconds"):
+            await fifo.send_message("x", group_id="g", dedup_id="d", delay_s=2)
+        with pytest.raises(ValueError, match="FIFO queues only"):
+            await standard.send_message("x", dedup_id="d")
+        first = await fifo.send_message("x", group_id="g", dedup_id="same")
+        assert await fifo.send_message("x again", group_id="g", dedup_id="same")
+        await standard.send_message("y", group_id="tenant-7")
+        [m] = await fifo.receive(10, 0, 30)
+        [s] = await standard.receive(10, 0, 30)
+    assert (m.message_id, m.body, m.group_id) == (first, b"x", "g")  # the copy was dropped
+    assert (s.group_id, s.sequence_number) == ("tenant-7", "")
+
+
+def test_the_sync_client_keeps_group_order_and_refuses_before_sending(
+    fifo_config: Config,
+) -> None:
+    sent = [fifo_entry(f"e{i}", f"g{i % 3}") for i in range(25)]
+    with SyncSQSClient(fifo_config, retry_base_s=0.001) as c:
+        result = c.send_entries([*sent, fifo_entry("late", "g0", delay_s=1)])
+        assert len(result.successful) == 25
+        assert [(f.id, f.code) for f in result.failed] == [("late", "InvalidParameterValue")]
+        with pytest.raises(ValueError, match="requires a MessageGroupId"):
+            c.send_message("x")

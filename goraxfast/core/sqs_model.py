@@ -352,13 +352,14 @@ class SendPlan:
       flight together nor sent out of order;
     - once an entry failed in a way worth retrying (or its call raised), later entries of its
       group are held back for the round (:meth:`take`): they are sent after it, in the next
-      round, in order. Held back in the last round, an entry fails with
+      round, in order, and not in its call (should it fail again, SQS could take them in the
+      same batch, ahead of it). Held back in the last round, an entry fails with
       :data:`HELD_BACK_CODE` (retryable: nothing was sent). A failure that is not retryable
       holds nothing back: that entry will never be sent, so nothing can overtake it.
 
-    What the plan cannot undo: SQS answering one batch with a retryable failure for an entry and
-    success for a later entry of the same group (that later one is then in the queue ahead of
-    it). A driver calls :meth:`calls`, then per call :meth:`take` and :meth:`settle`, then
+    What the plan cannot undo: SQS answering a first send of a batch with a retryable failure
+    for an entry and success for a later entry of the same group (that later one is then in the
+    queue ahead of it). A driver calls :meth:`calls`, then per call :meth:`take` and :meth:`settle`, then
     :meth:`end_round`; :meth:`chunks` and :meth:`record` do a round at once, with no holding.
     """
 
@@ -392,6 +393,7 @@ class SendPlan:
         self._again: list[SendEntry] = []
         self._blocked: dict[str | None, str] = {}
         self._held: dict[str, BatchFailure] = {}
+        self._retried: set[str] = set()  # entries that failed in a way worth another round
         for entry in entries:
             problem = entry_problem(entry, max_bytes, fifo=fifo)
             if problem is None:
@@ -409,9 +411,18 @@ class SendPlan:
         for n, entry in enumerate(self._pending):
             first.setdefault(entry.group_id, n)
         together = sorted(self._pending, key=lambda e: first[e.group_id])  # stable: in order
+        # An entry sent again ends its call when the next entry is of its group: if it fails
+        # again, SQS could still take that later one in the same batch, ahead of it.
+        segments: list[list[SendEntry]] = [[]]
+        for n, entry in enumerate(together):
+            segments[-1].append(entry)
+            later = together[n + 1] if n + 1 < len(together) else None
+            if entry.id in self._retried and later is not None and later.group_id == entry.group_id:
+                segments.append([])
+        chunks = [c for segment in segments for c in chunk_entries(segment, self._max_bytes)]
         last_call: dict[str | None, int] = {}
         planned: list[PlannedCall] = []
-        for i, chunk in enumerate(chunk_entries(together, self._max_bytes)):
+        for i, chunk in enumerate(chunks):
             groups = {e.group_id for e in chunk}
             after = tuple(sorted({last_call[g] for g in groups if g in last_call}))
             last_call.update(dict.fromkeys(groups, i))
@@ -484,6 +495,7 @@ class SendPlan:
             entry = by_id.get(failure.id)
             if entry is not None and is_retryable(failure):
                 self._again.append(entry)
+                self._retried.add(entry.id)
                 if self.fifo:
                     self._blocked.setdefault(entry.group_id, entry.id)
 
