@@ -8,6 +8,7 @@ lines (a failure's traceback, within a budget; nothing for a success).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -23,6 +24,7 @@ from goraxfast.core.records import DELIVERY_ENCODER, RESULT_DECODER, Delivery, R
 from goraxfast.core.retry import Outcome
 from goraxfast.ipc.rings import Seat, create_seats
 from goraxfast.worker import loop as W
+from goraxfast.worker.current import running
 from goraxfast.worker.handler import Reject, Retry, bind_handler
 
 WAIT_S = 10.0  # liveness bound only: every wait below ends at once when the code is right
@@ -210,3 +212,37 @@ class _Unprintable(Exception):
 
 def test_an_exception_that_cannot_be_printed_still_has_a_reason() -> None:
     assert W.outcome_of(_Unprintable())[2] == "_Unprintable: <unprintable>"
+
+
+# --- what a handler's own code can ask: which delivery it is running on ------------------------
+
+
+def test_a_sync_handler_sees_its_own_delivery_and_message_as_running(seat: Seat) -> None:
+    seen: list[tuple[str, str]] = []
+
+    def handler(msg: ExecutionMessage) -> None:
+        now = running()
+        assert now is not None
+        seen.append((now[0].message_id, now[1].execution_id))
+        if msg.execution_id == "b":
+            raise ValueError("boom")
+
+    worker = W._SyncWorker(seat, bind_handler(handler), 0, os.getppid(), 60.0)
+    deliver(seat, "a", "b", "c")
+    run_until_results(worker, seat, 3)
+    assert seen == [("a", "a"), ("b", "b"), ("c", "c")]
+
+
+def test_concurrent_async_handlers_each_see_their_own_delivery(seat: Seat) -> None:
+    seen: list[tuple[str, str]] = []
+
+    async def handler(msg: ExecutionMessage) -> None:
+        await asyncio.sleep(0)  # let the others start: their contexts must not mix with ours
+        now = running()
+        assert now is not None
+        seen.append((now[0].message_id, msg.execution_id))
+
+    worker = W._AsyncWorker(seat, bind_handler(handler), 0, os.getppid(), 60.0)
+    deliver(seat, "a", "b", "c")
+    run_until_results(worker, seat, 3)
+    assert sorted(seen) == [("a", "a"), ("b", "b"), ("c", "c")]

@@ -45,6 +45,7 @@ from goraxfast.core.ratelimit import LogBudget, Suppressed
 from goraxfast.core.records import DELIVERY_DECODER, RESULT_ENCODER, Delivery, Result
 from goraxfast.core.retry import Outcome
 from goraxfast.ipc.rings import Seat
+from goraxfast.worker.current import RUNNING
 from goraxfast.worker.handler import BoundHandler, DeliveryInfo, Reject, Retry, call_args
 
 # exit codes: the table is goraxfast.core.exit_codes
@@ -319,6 +320,7 @@ class _SyncWorker(_WorkerBase):
         busy_slot, busy_since, started = C.BUSY_SLOT, C.BUSY_SINCE_NS, C.STARTED
         succeeded, ns_total, hist = C.SUCCEEDED, C.HANDLER_NS_TOTAL, C.HIST_BASE
         tracebacks = self.tracebacks
+        set_running = RUNNING.set
         while True:
             c[heartbeat] = monotonic_ns()
             raw = get()
@@ -344,6 +346,7 @@ class _SyncWorker(_WorkerBase):
             msg = None
             try:
                 msg = decode_body(d.body)
+                set_running((d, msg))
                 if wants_info:
                     func(msg, self.info(d))
                 else:
@@ -351,7 +354,9 @@ class _SyncWorker(_WorkerBase):
             except BaseException as exc:  # any ending of a handler is an outcome, SystemExit too
                 self.record(self.failed(d, exc, start))
                 self.log_failure(d, exc, msg)
+                set_running(None)
                 continue
+            set_running(None)
             c[busy_since] = 0
             end = monotonic_ns()
             duration_ns = end - start
@@ -433,6 +438,7 @@ class _AsyncWorker(_WorkerBase):
         msg = None
         try:
             msg = decode_message(d.body, validate=False)
+            RUNNING.set((d, msg))  # this task's own context: concurrent handlers do not mix
             async with deadline:
                 await self.bound.func(*call_args(self.bound, msg, self.info(d)))
         except asyncio.CancelledError:
