@@ -7,7 +7,12 @@ workers folded into a retired total so that counters never go backwards.
 
 from __future__ import annotations
 
+import importlib.metadata
+import platform
+import sys
+import weakref
 from dataclasses import asdict, dataclass
+from functools import cache
 from typing import Any
 
 from goraxfast.core import counters as C
@@ -17,7 +22,9 @@ from goraxfast.engine.dispatch import Dispatcher
 from goraxfast.engine.pipeline import PipelineCounters
 from goraxfast.engine.poller import PollCounters
 from goraxfast.engine.workforce import Workforce
+from goraxfast.ops.process_metrics import WorkerProcessMeter, parent_families
 from goraxfast.ops.prometheus import HistogramSample, MetricFamily, Sample
+from goraxfast.sqs.botocore import SQSClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,4 +269,62 @@ def engine_families(src: StatsSources) -> list[MetricFamily]:
                 [HistogramSample(C.DWELL_BUCKETS_S, dwell[:-1], c.dwell_sum_s, total)],
             )
         )
-    return fams
+    return fams + process_level_families(src)
+
+
+#: One meter per workforce, for as long as it lives: its CPU counter must remember what it has
+#: exposed across scrapes (and across a stop and start, which forks a new zygote).
+_WORKER_METERS: weakref.WeakKeyDictionary[Workforce, WorkerProcessMeter] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def worker_process_families(workforce: Workforce) -> list[MetricFamily]:
+    meter = _WORKER_METERS.get(workforce)
+    if meter is None:
+        meter = _WORKER_METERS[workforce] = WorkerProcessMeter()
+    zygote_pid = workforce.zygote.pid if workforce.zygote is not None else 0
+    return meter.families(zygote_pid, workforce.pids())
+
+
+@cache
+def installed_version() -> str:
+    """The version pip installed (what an operator upgraded to), read once."""
+    try:
+        return importlib.metadata.version("goraxfast")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def client_in_use(src: StatsSources) -> str:
+    """``fast`` or ``botocore`` as actually opened (the fast client gives way to botocore behind
+    a proxy), ``custom`` for an injected data plane; the configured one before the start."""
+    if src.acker is None:
+        return src.workforce.config.sqs_client
+    dp = src.acker.dp
+    fast = sys.modules.get("goraxfast.sqs.fast")  # never imported: it cannot be in use
+    if fast is not None and isinstance(dp, fast.FastSQSClient):
+        return "fast"
+    if isinstance(dp, SQSClient):
+        return "botocore"
+    return "custom"
+
+
+def build_info_family(src: StatsSources) -> MetricFamily:
+    labels = {
+        "version": installed_version(),
+        "python": platform.python_version(),
+        "client": client_in_use(src),
+    }
+    return MetricFamily(
+        "goraxfast_build_info",
+        "gauge",
+        "Always 1; the labels say which goraxfast, Python and SQS client run here.",
+        [Sample(1, labels)],
+    )
+
+
+def process_level_families(src: StatsSources) -> list[MetricFamily]:
+    """What Prometheus conventions expect of any service (``process_*``, ``python_*``, build
+    info), and the workers' processes beside them; read from /proc at scrape time only."""
+    return [build_info_family(src), *parent_families(), *worker_process_families(src.workforce)]
