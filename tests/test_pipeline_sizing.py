@@ -326,9 +326,27 @@ def test_grows_until_the_handlers_are_the_bottleneck(
     assert trace.rate(2.0, 3.0) >= share * 20_000
 
 
-def test_reaches_full_speed_within_a_second_at_15ms() -> None:
-    _, trace = simulate(World(rtt_s=15 * MS), seconds=1.5)
-    assert trace.rate(1.0, 1.5) >= 0.9 * 20_000
+def test_reaches_full_speed_within_half_a_second_at_15ms() -> None:
+    _, trace = simulate(World(rtt_s=15 * MS), seconds=1.0)
+    assert trace.rate(0.5, 1.0) >= 0.9 * 20_000
+
+
+def test_reaches_full_speed_within_a_second_at_40ms() -> None:
+    """Fourfold steps while they pay in proportion: 2 -> 8 -> 32 -> 128 receives in flight,
+    where doubling steps took 1.3 s to reach 90 % (a 20,000-message burst is 1 s of work)."""
+    _, trace = simulate(World(rtt_s=40 * MS), seconds=1.5)
+    assert trace.rate(0.8, 1.5) >= 0.9 * 20_000
+
+
+def test_growth_drops_to_doubling_once_a_step_pays_less_than_in_proportion() -> None:
+    """6k msg/s at 15 ms takes ~9 receives in flight: the fourfold steps stop paying in
+    proportion near there, and every later probe (after each hold) steps by doubling."""
+    _, trace = simulate(World(rtt_s=15 * MS, serve_rate=6_000), seconds=25.0)
+    settled = trace.pollers(start=1.0)
+    steps = [b / a for a, b in itertools.pairwise(settled) if b > a]
+    assert steps and max(steps) <= 2.0
+    assert max(settled) < DEFAULT_LIMITS.max_pollers
+    assert trace.rate(15.0, 25.0) >= 0.95 * 6_000
 
 
 def test_loopback_stays_at_min_pollers_when_the_cpu_is_the_limit() -> None:

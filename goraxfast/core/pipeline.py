@@ -26,7 +26,8 @@ drives :class:`PipelineSizer` with what it observes and asks it for a :class:`Pi
 and which part is the bottleneck decides what happens:
 
 - handlers starved while receives come back full: the receive pipeline is the bottleneck, so
-  the pollers double, but only while each step raises the delivered rate. Growth is only ever
+  the pollers grow fourfold per step while each step pays nearly in proportion, then double,
+  but only while each step raises the delivered rate. Growth is only ever
   by such a step, never by the formula: when the parent's CPU or the server is the limit, more
   receives in flight only lengthen the round trip, and the formula fed with that round trip
   would ask for more without end;
@@ -202,13 +203,18 @@ class SizerTuning:
     #: GC pause) do not move it; a real change does within a handful of receives.
     rtt_samples: int = 64
     rtt_quantile: float = 0.9
-    #: Receive-bound, pollers double per step (slow start: 2 -> 128 in six steps) ...
+    #: Receive-bound, pollers grow fourfold per step while every step so far paid nearly in
+    #: proportion (``linear_gain`` of what it promised: 2 -> 8 -> 32 -> 128 in three steps,
+    #: ~0.5 s at 40 ms; a burst on an idle engine must not wait seconds for the pipeline) ...
+    fast_growth: float = 4.0
+    linear_gain: float = 0.75
+    #: ... then double per step, once a step paid less than that (the bottleneck is near) ...
     growth: float = 2.0
     #: ... while each step raises the delivered rate by at least a fifth (a doubling that pays
     #: nearly doubles it; one that does not means the bottleneck is elsewhere) ...
     min_gain: float = 0.2
     #: ... judged over at least this many round trips, and this long, after the step ...
-    settle_rtts: float = 4.0
+    settle_rtts: float = 3.0
     min_settle_s: float = 0.05
     #: ... and after a step that did not pay, probing pauses this long.
     reprobe_s: float = 10.0
@@ -238,8 +244,13 @@ class SizerTuning:
             problems.append(f"rtt_samples must be at least 1, got {self.rtt_samples}")
         if not 0 < self.rtt_quantile <= 1:
             problems.append(f"rtt_quantile must be in (0, 1], got {self.rtt_quantile}")
-        if self.growth <= 1:
-            problems.append(f"growth must be above 1, got {self.growth}")
+        if self.growth <= 1 or self.fast_growth < self.growth:
+            problems.append(
+                f"growth must be above 1 and fast_growth at least growth, got {self.growth}"
+                f" and {self.fast_growth}"
+            )
+        if not 0 <= self.linear_gain <= 1:
+            problems.append(f"linear_gain must be in [0, 1], got {self.linear_gain}")
         if self.min_gain < 0 or self.settle_rtts < 0 or self.reprobe_s < 0:
             problems.append("min_gain, settle_rtts and reprobe_s must not be negative")
         if not 0 <= self.deadband < 1 or not 0 < self.shrink < 1 or self.shrink_hold_s < 0:
@@ -604,13 +615,19 @@ class PipelineSizer:
             keep = _ceil(probe.before * max(1.0, rate / base)) if base > 0 else probe.before
             self._pollers = max(probe.before, min(keep, current))
             probe.stop()
+            probe.linear = False  # probing again from here later: the bottleneck is near
             probe.hold_until = now + tun.reprobe_s
             return Reason.HELD, self._pollers
         if rate <= 0:
             probe.stop()
             probe.start(now, rtt)  # nothing came back yet: measure again
             return Reason.PROBING, current
-        step = min(ceiling, max(current + 1, _ceil(current * tun.growth)))
+        if base is not None and probe.before > 0:
+            promised = current / probe.before - 1  # the gain a step in proportion brings
+            if rate < base * (1 + tun.linear_gain * promised):
+                probe.linear = False  # near the bottleneck: smaller steps from here on
+        growth = tun.fast_growth if probe.linear else tun.growth
+        step = min(ceiling, max(current + 1, _ceil(current * growth)))
         probe.before, probe.base = current, rate
         probe.start(now, rtt)
         return Reason.PROBING, step
@@ -626,12 +643,15 @@ class _Probe:
     base: float | None = None  # delivered rate before the step (None: no step yet)
     before: int = 0  # pollers before the step
     hold_until: float = -math.inf
+    #: every step of this climb paid nearly in proportion (so far): steps are fast_growth
+    linear: bool = True
 
     def start(self, now: float, rtt: float | None) -> None:
         self.started, self.counting_from, self.messages = now, now + (rtt or 0.0), 0
 
     def stop(self) -> None:
         self.started, self.counting_from, self.base = None, math.inf, None
+        self.linear = True  # the next climb starts with fast steps again
 
     def count(self, now: float, messages: int) -> None:
         if now >= self.counting_from:

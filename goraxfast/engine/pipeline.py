@@ -26,7 +26,7 @@ from goraxfast.engine.poller import Credits, Poller
 log = logging.getLogger("goraxfast.engine")
 
 #: How often the plan is made again (the sizer's windows are a quarter second and longer).
-PLAN_INTERVAL_S = 0.1
+PLAN_INTERVAL_S = 0.05
 
 
 @dataclass(slots=True)
