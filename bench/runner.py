@@ -92,6 +92,7 @@ class RunResult:
     duplicates: int = 0
     latency_ms: list[float] = field(default_factory=list)
     rtt_ms: float = 0.0  # added to each of the contender's SQS calls by the delay proxy
+    fifo_groups: int = 0  # > 0: a FIFO queue with this many message groups (bench.fifo)
     proxy_cpu_s: float = math.nan
     proxy_us_per_msg: float = math.nan
     proxy_cores: float = math.nan
@@ -130,6 +131,9 @@ class Harness:
     rtt_ms: float = 0.0
     #: the delay proxy's pid, whose CPU is reported apart from the server's (0: none)
     proxy_pid: int = 0
+    #: > 0: every run's queue is a FIFO queue whose messages fall into this many groups
+    #: (bench.fifo; gorax-format contenders only, and no latency phase)
+    fifo_groups: int = 0
     _trickle: list[tuple[str, dict[str, Any]]] = field(default_factory=list, init=False)
     _first_trickle_seq: int = field(default=0, init=False)
 
@@ -177,8 +181,10 @@ class Harness:
             plan.handler,
         )
         result.rtt_ms = self.rtt_ms
+        result.fifo_groups = self.fifo_groups
         tag = run_tag()
-        queue = BenchQueue(self.client, f"bench-{contender.name}-{tag}")
+        fifo = ".fifo" if self.fifo_groups else ""
+        queue = BenchQueue(self.client, f"bench-{contender.name}-{tag}{fifo}")
         records = self.work_dir / f"records-{contender.name}-{tag}.bin"
         via = f"-rtt{self.rtt_ms:g}" if self.rtt_ms else ""
         log_path = self.work_dir / f"{contender.name}-{self.server.name}{via}-run{run_index}.log"
@@ -218,9 +224,11 @@ class Harness:
             queue.delete()
             if contender.engine:
                 read_engine_figures(stats_path, samples_path, result)
+            kept = (samples_path,) if os.environ.get("BENCH_KEEP_SAMPLES") else ()
             for path in (records, stats_path, samples_path):
-                with contextlib.suppress(OSError):
-                    path.unlink()
+                if path not in kept:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
         return result
 
     def _prefill_and_launch(
@@ -233,7 +241,10 @@ class Harness:
         log_path: Path,
     ) -> subprocess.Popen[bytes]:
         total = plan.warmup + plan.messages
-        msgs = messages(total + plan.latency_messages, ctx.queue_name.rsplit("-", 1)[1])
+        tag = ctx.queue_name.removesuffix(".fifo").rsplit("-", 1)[1]
+        msgs = messages(total + plan.latency_messages, tag, groups=self.fifo_groups)
+        if self.fifo_groups and (contender.body_format != "gorax" or plan.latency_messages):
+            raise RunFailed("a FIFO run takes a gorax-format contender and no latency phase")
         self.on_progress(f"{contender.name}: pre-filling {total}")
         if contender.body_format == "gorax":
             publish_gorax(self.server.endpoint, queue.url, msgs[:total])

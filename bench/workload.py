@@ -37,14 +37,16 @@ def run_tag() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def message(seq: int, tag: str) -> ExecutionMessage:
+def message(seq: int, tag: str, groups: int = 0) -> ExecutionMessage:
+    """The bench's execution ``seq``; with ``groups``, its workflow is one of that many (a FIFO
+    queue's message group is the workflow by default), in turn."""
     trigger = json.dumps(
         {"order": seq, "items": [{"sku": f"SKU-{seq % 97:04d}", "qty": 1 + seq % 5}]},
         separators=(",", ":"),
     ).encode()
     return ExecutionMessage.new(
         tenant_id=f"tenant-{seq % TENANTS}",
-        workflow_id="wf-bench-orders",
+        workflow_id=f"wf-bench-{seq % groups:05d}" if groups else "wf-bench-orders",
         workflow_version=3,
         trigger_type="webhook",
         trigger_data=trigger,
@@ -54,8 +56,8 @@ def message(seq: int, tag: str) -> ExecutionMessage:
     )
 
 
-def messages(count: int, tag: str, start: int = 0) -> list[ExecutionMessage]:
-    return [message(seq, tag) for seq in range(start, start + count)]
+def messages(count: int, tag: str, start: int = 0, groups: int = 0) -> list[ExecutionMessage]:
+    return [message(seq, tag, groups) for seq in range(start, start + count)]
 
 
 def bodies(msgs: Sequence[ExecutionMessage]) -> list[str]:
@@ -94,9 +96,10 @@ class BenchQueue:
     url: str = ""
 
     def create(self) -> BenchQueue:
-        self.url = self.client.create_queue(
-            QueueName=self.name, Attributes={"VisibilityTimeout": str(QUEUE_VISIBILITY_S)}
-        )["QueueUrl"]
+        attributes = {"VisibilityTimeout": str(QUEUE_VISIBILITY_S)}
+        if self.name.endswith(".fifo"):
+            attributes["FifoQueue"] = "true"
+        self.url = self.client.create_queue(QueueName=self.name, Attributes=attributes)["QueueUrl"]
         return self
 
     def depth(self) -> int:
