@@ -10,6 +10,10 @@ Every number is finite and bounded (``1e309`` is infinity: refused like ``inf``)
 checked on its own first (:data:`SETTINGS`), then against the others and against what can be
 known without the network (:func:`environment_problems`: credentials set in halves, a DLQ that is
 the main queue, an ``AWS_PROFILE`` that no AWS config file defines).
+
+``GORAXFAST_LOG_LEVEL`` and ``GORAXFAST_LOG_FORMAT`` are read here so that their mistakes are
+reported with all the others, but only the ``goraxfast`` command acts on them: an application
+that embeds the engine keeps its own logging set-up.
 """
 
 from __future__ import annotations
@@ -41,7 +45,14 @@ SQS_CLIENTS = ("botocore", "fast")
 #: What the publisher takes a FIFO queue's MessageGroupId from: a field of the message, or
 #: ``caller``: the value each publish call passes (refused when it passes none).
 FIFO_GROUP_KEYS = ("workflow_id", "tenant_id", "execution_id", "caller")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 SECRET_MASK = "***"
+#: Names of settings whose values are never logged, whatever a future setting is called: the
+#: start line shows them as SECRET_MASK (an access key id is half a credential too).
+_CREDENTIAL_LIKE = re.compile(
+    r"SECRET|TOKEN|PASSW(OR)?D|CREDENTIAL|ACCESS_KEY|PRIVATE|API_?KEY", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +96,8 @@ class Config:
     sqs_client: str = "fast"
     fifo_group_by: str = "workflow_id"
     fair_queue: bool = True
+    log_level: str = ""  # "": the command's own (info for run, warning for the others)
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -131,6 +144,20 @@ class Config:
             if f.name in ("aws_secret_access_key", "aws_session_token") and value:
                 value = SECRET_MASK
             out[f.name] = dict(value) if isinstance(value, Mapping) else value
+        return out
+
+    def effective_settings(self) -> dict[str, Any]:
+        """Every setting under its variable's name, as in effect (the engine's start line):
+        what an operator compares with the environment they meant to give. Anything
+        credential-like is :data:`SECRET_MASK` when set, ``""`` when not."""
+        out: dict[str, Any] = {}
+        for setting in SETTINGS:
+            value = getattr(self, setting.attr)
+            if credential_like(setting):
+                value = SECRET_MASK if value else ""
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[setting.env] = value
         return out
 
 
@@ -336,6 +363,11 @@ class Setting:
     secret: bool = False  # never shown in a problem
 
 
+def credential_like(setting: Setting) -> bool:
+    """Never shown in a log line: a secret, or a setting whose name says it is a credential."""
+    return setting.secret or _CREDENTIAL_LIKE.search(setting.env) is not None
+
+
 _12H = SQS_MAX_VISIBILITY_S  # SQS holds a received message at most 12 hours: no wait goes beyond
 MAX_POLLERS = DEFAULT_LIMITS.max_pollers
 
@@ -487,6 +519,18 @@ SETTINGS: tuple[Setting, ...] = (
         "fair_queue",
         _bool,
         "publish to a standard queue with MessageGroupId = tenant_id (SQS fair queues)",
+    ),
+    Setting(
+        "GORAXFAST_LOG_LEVEL",
+        "log_level",
+        _choice(*LOG_LEVELS),
+        "the goraxfast command's log level (unset: info for run, warning for the others)",
+    ),
+    Setting(
+        "GORAXFAST_LOG_FORMAT",
+        "log_format",
+        _choice(*LOG_FORMATS),
+        "the goraxfast command's log lines: text, or json (one object per line)",
     ),
 )
 

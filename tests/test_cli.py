@@ -528,6 +528,7 @@ def test_run_logs_the_handlers_own_lines_and_its_traceback_without_v(
     assert "debug detail" not in log
     assert re.search(
         r"ERROR goraxfast\.worker: handler cli_handlers:logs_then_fails raised on message \S+ "
-        r"\(receive count 1, tenant t1, execution exec-logged, worker 0\)\nTraceback",
+        r"\(receive count 1, tenant t1, execution exec-logged, worker 0\) \[message_id=\S+ "
+        r"execution_id=exec-logged tenant_id=t1 receive_count=1 worker=0\]\nTraceback",
         log,
     ), log

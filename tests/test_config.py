@@ -81,6 +81,8 @@ VALID: dict[str, tuple[str, Any]] = {
     "GORAXFAST_SQS_CLIENT": ("FAST", "fast"),
     "QUEUE_FIFO_GROUP_BY": ("Tenant_ID", "tenant_id"),
     "QUEUE_FAIR_QUEUE": ("false", False),
+    "GORAXFAST_LOG_LEVEL": ("Debug", "debug"),
+    "GORAXFAST_LOG_FORMAT": ("JSON", "json"),
 }
 
 #: The edges of every range are allowed.
@@ -264,6 +266,9 @@ BAD: list[tuple[str, str, str]] = [
     ),
     ("QUEUE_FIFO_GROUP_BY", "correlation_id", "one of: workflow_id"),
     ("QUEUE_FAIR_QUEUE", "maybe", "a boolean"),
+    ("GORAXFAST_LOG_LEVEL", "loud", "one of: debug, info, warning, error"),
+    ("GORAXFAST_LOG_LEVEL", "warn", "one of: debug, info, warning, error"),
+    ("GORAXFAST_LOG_FORMAT", "xml", "one of: text, json"),
 ]
 
 

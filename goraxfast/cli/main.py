@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
 import logging
 import os
 import sys
@@ -28,7 +27,7 @@ from goraxfast.cli.commands import COMMANDS, GROUPS, Command
 from goraxfast.cli.flags import choice, flag, flag_problems
 from goraxfast.cli.output import err as _err
 from goraxfast.cli.output import one_line as _one_line
-from goraxfast.config import MISSING_QUEUE, Config
+from goraxfast.config import LOG_FORMATS, LOG_LEVELS, MISSING_QUEUE, Config
 from goraxfast.core.exit_codes import (
     CLI_EXIT_BROKEN_PIPE,
     CLI_EXIT_INTERRUPTED,
@@ -37,15 +36,16 @@ from goraxfast.core.exit_codes import (
     EXIT_OK,
 )
 from goraxfast.errors import ConfigError, ConfigProblem, GoraxfastError
+from goraxfast.ops.logs import JsonFormatter, OneWriteHandler, TextFormatter, package_version
+from goraxfast.worker.logcontext import MessageContext
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "configure_logging", "log_settings", "main"]
 
 EXIT_INTERRUPTED = CLI_EXIT_INTERRUPTED
 EXIT_BROKEN_PIPE = CLI_EXIT_BROKEN_PIPE
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class UsageError(Exception):
@@ -67,10 +67,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def version() -> str:
-    try:
-        return importlib.metadata.version("goraxfast")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown (not installed)"
+    return package_version()
 
 
 def _logging_args(p: argparse.ArgumentParser, *, top: bool) -> None:
@@ -88,7 +85,16 @@ def _logging_args(p: argparse.ArgumentParser, *, top: bool) -> None:
         type=flag("--log-level", choice(*LOG_LEVELS)),
         default=default,
         metavar="LEVEL",
-        help="one of " + ", ".join(LOG_LEVELS) + " (default: info for run, else warning)",
+        help="one of "
+        + ", ".join(LOG_LEVELS)
+        + " (default: GORAXFAST_LOG_LEVEL, else info for run and warning for the others)",
+    )
+    p.add_argument(
+        "--log-format",
+        type=flag("--log-format", choice(*LOG_FORMATS)),
+        default=default,
+        metavar="FORMAT",
+        help="text, or json: one object per line (default: GORAXFAST_LOG_FORMAT, else text)",
     )
 
 
@@ -121,12 +127,42 @@ def build_parser(commands: dict[str, Command] = COMMANDS) -> argparse.ArgumentPa
     return parser
 
 
-def _log_level(args: argparse.Namespace, command: Command) -> int:
+_LEVEL_STEPS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
+
+
+def log_settings(args: argparse.Namespace, command: Command, config: Config) -> tuple[int, str]:
+    """The level and format of the command's log lines: a flag wins over the environment.
+    The level is ``--log-level``, else ``GORAXFAST_LOG_LEVEL`` or the command's own and, with
+    ``-v``, one step more; the format ``--log-format``, else ``GORAXFAST_LOG_FORMAT``."""
+    log_format = args.log_format if isinstance(args.log_format, str) else config.log_format
     if isinstance(args.log_level, str):
-        return int(getattr(logging, args.log_level.upper()))
+        return int(getattr(logging, args.log_level.upper())), log_format
+    level = int(getattr(logging, (config.log_level or command.log_level).upper()))
     if args.verbose:
-        return logging.DEBUG if command.log_level == "info" else logging.INFO
-    return int(getattr(logging, command.log_level.upper()))
+        level = _LEVEL_STEPS[max(_LEVEL_STEPS.index(level) - 1, 0)]
+    return level, log_format
+
+
+class _CommandHandler(OneWriteHandler):
+    """The one :func:`configure_logging` installs (and replaces when called again)."""
+
+
+def configure_logging(level: int, log_format: str) -> logging.Handler:
+    """The command's logging: one handler on the root logger, writing each record to stderr in
+    one ``write(2)``, with the running message's ids added in workers (which inherit it across
+    the fork); Python's warnings go through it too. Only the command calls this: an embedded
+    engine leaves its host's logging be. A handler installed by an earlier call is replaced,
+    any other one left alone."""
+    handler = _CommandHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    handler.addFilter(MessageContext())
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _CommandHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(True)  # a warning is a record too: one line, in the same format
+    return handler
 
 
 def problems_of(
@@ -169,10 +205,7 @@ def _main(argv: Sequence[str] | None) -> int:
     config, problems = problems_of(args, command, dict(os.environ))
     if problems or config is None:
         return _report(prefix, problems)
-    logging.basicConfig(
-        level=_log_level(args, command),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(*log_settings(args, command, config))
     try:
         return command.run(args, config)
     except ConfigError as exc:  # found only on the way (the health port in use, a CA bundle)

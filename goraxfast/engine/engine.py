@@ -51,6 +51,7 @@ from goraxfast.engine.stats import EngineStats, StatsSources, engine_families, s
 from goraxfast.engine.timers import expire_throttled, keep_leases
 from goraxfast.errors import EngineError
 from goraxfast.ops.http import HealthServer
+from goraxfast.ops.logs import package_version
 from goraxfast.ops.prometheus import queue_families, render
 from goraxfast.ops.queue_metrics import MetricsCollector
 from goraxfast.sqs.botocore import SQSClient
@@ -335,27 +336,73 @@ class Engine:
                 loop.add_signal_handler(sig, self._on_signal, sig)
                 self._signals_installed.append(sig)
         self.state = State.RUNNING
-        limits = parts.limits
-        log.info(
-            "engine running: %d workers (%s handler %s), %d handlers at once, receive pipeline "
-            "%s, %squeue %s",
-            self.workers,
-            "async" if self.bound.is_async else "sync",
-            self.bound.describe(),
-            cfg.concurrent_workers,
-            f"fixed ({limits.fixed_pollers} in flight, prefetch {limits.fixed_prefetch})"
-            if limits.fixed_pollers is not None
-            else f"auto ({limits.min_pollers}-{limits.max_pollers} in flight, prefetch "
-            f"up to {limits.max_prefetch})",
-            "FIFO (one message of a group at a time, in order) "
-            if dispatcher.order is not None
-            else "",
-            cfg.queue_url,
-        )
+        self._log_start(parts)
         if self.fatal_error is not None:
             # Something failed while the engine was starting (a worker that cannot start, say):
             # _fail() could only record it then; act on it now.
             self._stop_task = loop.create_task(self._shutdown(None))
+
+    def _client_in_use(self) -> str:
+        """The data plane actually used: ``fast`` falls back to ``botocore`` behind a proxy."""
+        if self._data_plane is not None:
+            return f"injected ({type(self._data_plane).__name__})"
+        if self._owned_dp is None or isinstance(self._owned_dp, SQSClient):
+            return "botocore"
+        return "fast"
+
+    def _log_start(self, parts: Parts) -> None:
+        """One line with everything an operator checks first when a deploy misbehaves: the
+        version, the client, where it reads from and dead-letters to, how it retries, and the
+        whole effective configuration (credentials masked), as ``config`` (a JSON object, or
+        ``KEY=value`` pairs in the text format)."""
+        cfg = self.config
+        limits = parts.limits
+        fifo = parts.dispatcher.order is not None
+        client = self._client_in_use()
+        pipeline = (
+            f"fixed ({limits.fixed_pollers} in flight, prefetch {limits.fixed_prefetch})"
+            if limits.fixed_pollers is not None
+            else f"auto ({limits.min_pollers}-{limits.max_pollers} in flight, prefetch up to "
+            f"{limits.max_prefetch})"
+        )
+        engine = {
+            "version": package_version(),
+            "client": client,
+            "region": cfg.aws_region,
+            "endpoint": cfg.aws_endpoint or None,
+            "queue_url": cfg.queue_url,
+            "dlq_url": cfg.dlq_url or None,
+            "fifo": fifo,
+            "workers": self.workers,
+            "handler": self.bound.describe(),
+            "handler_kind": "async" if self.bound.is_async else "sync",
+            "handlers_at_once": cfg.concurrent_workers,
+            "max_retries": cfg.max_retries,
+            "retry_base_s": cfg.retry_base_s,
+            "retry_max_s": cfg.retry_max_s,
+            "pipeline": pipeline,
+            "health_port": self.health_port if self.http is not None else None,
+        }
+        log.info(
+            "engine running: goraxfast %s, %d workers (%s handler %s), %d handlers at once, "
+            "%s client, region %s, %s queue %s, %s, retries: dead-lettered at receive %d, "
+            "backoff %g-%g s, receive pipeline %s",
+            engine["version"],
+            self.workers,
+            engine["handler_kind"],
+            engine["handler"],
+            cfg.concurrent_workers,
+            client,
+            cfg.aws_region,
+            "FIFO (one message of a group at a time, in order)" if fifo else "standard",
+            cfg.queue_url,
+            f"DLQ {cfg.dlq_url}" if cfg.dlq_url else "no DLQ (left to the redrive policy)",
+            cfg.max_retries,
+            cfg.retry_base_s,
+            cfg.retry_max_s,
+            pipeline,
+            extra={"engine": engine, "config": cfg.effective_settings()},
+        )
 
     async def _open_clients(self) -> None:
         """The control plane (queue attributes for metrics and the DLQ size) stays on

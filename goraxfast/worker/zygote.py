@@ -36,6 +36,7 @@ from goraxfast.core.exit_codes import ZYGOTE_EXIT_CRASHED, ZYGOTE_EXIT_OK, descr
 from goraxfast.errors import EngineError
 from goraxfast.ipc.rings import Seat
 from goraxfast.worker.handler import BoundHandler
+from goraxfast.worker.logcontext import in_worker
 from goraxfast.worker.loop import SHUTDOWN_SIGNALS, leave_shutdown_to_parent, run_worker
 
 _RECORD = struct.Struct("<Biii")  # kind, seat, pid, wait status
@@ -210,6 +211,7 @@ def _zygote_main(
             if pid == 0:
                 os.close(cmd_r)
                 os.close(evt_w)
+                in_worker(seat)  # its log lines say which worker wrote them
                 run_worker(
                     seats[seat],
                     bound,
