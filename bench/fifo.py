@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from collections.abc import Sequence
@@ -96,7 +97,8 @@ def summarize(results: Sequence[RunResult]) -> list[dict[str, Any]]:
         )
         if base and "msgs_per_s" in base and "msgs_per_s" in row:
             row["rate_ratio"] = row["msgs_per_s"] / base["msgs_per_s"]
-            row["cpu_ratio"] = row["client_us_per_msg"] / base["client_us_per_msg"]
+            base_cpu = base["client_us_per_msg"]
+            row["cpu_ratio"] = row["client_us_per_msg"] / base_cpu if base_cpu > 0 else math.nan
             row["cpu_delta_us"] = row["client_us_per_msg"] - base["client_us_per_msg"]
     return rows
 
@@ -114,7 +116,7 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
             )
             continue
         ratio = f"×{r['rate_ratio']:.2f}" if "rate_ratio" in r else "–"
-        cpu_ratio = f"×{r['cpu_ratio']:.2f}" if "cpu_ratio" in r else "–"
+        cpu_ratio = f"×{r['cpu_ratio']:.2f}" if math.isfinite(r.get("cpu_ratio", math.nan)) else "–"
         delta = f"{r['cpu_delta_us']:+.1f}" if "cpu_delta_us" in r else "–"
         per_receive = f"{r['per_receive']:.1f}" if r.get("per_receive") else "n/a"
         lines.append(
@@ -132,6 +134,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--servers", default="fauxqs", help="fauxqs, localstack or moto (one)")
     p.add_argument("--endpoint", default="", help="use this SQS endpoint instead")
+    p.add_argument("--server-pid", type=int, default=0, help="with --endpoint: its pid, for CPU")
     p.add_argument("--groups", default="0,1000,10", help="0 = standard queue, N = FIFO groups")
     p.add_argument("--messages", type=int, default=20_000)
     p.add_argument("--warmup", type=int, default=300)
@@ -156,7 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out) if args.out else RESULTS / f"fifo-{stamp}"
     out.mkdir(parents=True, exist_ok=True)
-    server = External(args.endpoint) if args.endpoint else make_server(args.servers)
+    server = (
+        External(args.endpoint, pid=args.server_pid) if args.endpoint else make_server(args.servers)
+    )
     server.start()
     results: list[RunResult] = []
     try:

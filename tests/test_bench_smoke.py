@@ -63,3 +63,26 @@ def test_tiny_bench_on_moto_reports_every_contender(moto_server: MotoServer, tmp
     for row in doc["e2e_summary"]:
         assert row["label"] in table
     assert "× goraxfast" in table
+
+
+@pytest.mark.slow
+def test_tiny_fifo_bench_on_moto_reports_each_queue_against_the_standard_one(
+    moto_server: MotoServer, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from bench.fifo import main as run_fifo
+
+    assert moto_server._proc is not None
+    argv = ["--endpoint", moto_server.endpoint, "--server-pid", str(moto_server._proc.pid)]
+    # a group or two per message: moto blocks a group while any of its messages is in flight
+    # and answers such a receive at once, empty, so a few busy groups crawl there (not a
+    # FIFO figure: a bench on fauxqs or AWS gives those)
+    argv += ["--groups", "0,20", "--messages", "30", "--warmup", "6", "--runs", "1"]
+    assert run_fifo([*argv, "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "results.json").read_text())
+    rows = {r["groups"]: r for r in doc["summary"]}
+    assert set(rows) == {0, 20}
+    assert all(r["runs_ok"] == 1 and r["msgs_per_s"] > 0 for r in rows.values())
+    assert rows[0]["rate_ratio"] == 1.0
+    assert rows[20]["per_receive"] > 0  # the engine's own receive count was read
+    table = (tmp_path / "results.md").read_text()
+    assert "FIFO, 20 groups" in table and "standard queue" in table
