@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from goraxfast.cli import admin
 from goraxfast.cli.flags import BadFlag, flag, handler_path, queue_name, readable_file
 from goraxfast.cli.output import err as _err
 from goraxfast.cli.output import one_line as _one_line
@@ -334,6 +335,11 @@ COMMANDS: dict[str, Command] = {
         _queues_create_args,
         _queues_create_check,
     ),
+    "queues purge": Command(admin.PURGE_HELP, admin.queues_purge, admin.queues_purge_args),
+    "dlq peek": Command(admin.PEEK_HELP, admin.dlq_peek, admin.dlq_peek_args),
+    "dlq redrive": Command(
+        admin.REDRIVE_HELP, admin.dlq_redrive, admin.dlq_redrive_args, needs_queue=True
+    ),
     "publish": Command(
         "publish demo messages or a JSON-lines file",
         _publish,
@@ -353,4 +359,7 @@ COMMANDS: dict[str, Command] = {
 
 
 #: Help for command groups (the first words of multi-word commands).
-GROUPS: dict[str, str] = {"queues": "provision SQS queues"}
+GROUPS: dict[str, str] = {
+    "queues": "provision and purge SQS queues",
+    "dlq": "peek at dead letters and move them back",
+}
