@@ -20,6 +20,7 @@ LAYERS: dict[str, int] = {
     "goraxfast.errors": 0,
     "goraxfast.core": 1,
     "goraxfast.config": 2,
+    "goraxfast.ops.tracing": 2,  # below the SQS clients, which trace their calls with it
     "goraxfast.sqs": 3,
     "goraxfast.ipc": 3,
     "goraxfast.ops": 3,

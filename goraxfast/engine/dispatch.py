@@ -100,6 +100,7 @@ from goraxfast.core.sqs_model import ReceivedMessage
 from goraxfast.core.worker_loss import NOT_TIMED_OUT, lost_outcome
 from goraxfast.engine.acker import Acker
 from goraxfast.engine.seats import SeatState
+from goraxfast.ops import tracing
 
 log = logging.getLogger("goraxfast.dispatch")
 
@@ -211,6 +212,9 @@ class Dispatcher:
         # The policy's answer to a success never depends on the message: asked once, so that
         # the common case skips building an Action per message.
         self._delete_on_success = policy.decide(Outcome.SUCCESS, 1).kind is ActionKind.DELETE
+        #: The queue's name while tracing (deliveries then carry it and their trace context to
+        #: the worker's span), None otherwise: asked once, so the untraced pump is unchanged.
+        self.traced_queue = tracing.queue_name(queue_url) if tracing.enabled() else None
 
     # --- intake ---------------------------------------------------------------------------
 
@@ -348,6 +352,7 @@ class Dispatcher:
         ready = self.ready
         held = self.held
         encode = DELIVERY_ENCODER.encode
+        traced_queue = self.traced_queue
         run = self.bursts.run_length()
         deep = run > 1
         touched: set[SeatState] = set()
@@ -366,8 +371,8 @@ class Dispatcher:
                 if h is None:
                     continue
                 try:
-                    record = encode(
-                        Delivery(
+                    if traced_queue is None:
+                        delivery = Delivery(
                             slot,
                             h.message_id,
                             h.receive_count,
@@ -375,8 +380,17 @@ class Dispatcher:
                             h.sent_ms,
                             h.body,
                         )
-                    )
-                    taken = put(record)
+                    else:
+                        delivery = Delivery(
+                            slot,
+                            h.message_id,
+                            h.receive_count,
+                            h.first_received_ms,
+                            h.sent_ms,
+                            h.body,
+                            tracing.carried(traced_queue, h.attributes),
+                        )
+                    taken = put(encode(delivery))
                 except BaseException:
                     ready.appendleft(slot)  # a bug must not lose it between the books
                     raise

@@ -45,6 +45,8 @@ from goraxfast.errors import (
     SQSError,
     ValidationError,
 )
+from goraxfast.ops import tracing
+from goraxfast.ops.tracing import PublishSpans
 from goraxfast.sqs.botocore import SyncSQSClient
 from goraxfast.sqs.choice import new_client
 
@@ -167,6 +169,9 @@ class _PublishCore:
         self._published = 0
         self._failed = 0
         self._last: float | None = None
+        #: Whether publishing is traced (:mod:`goraxfast.ops.tracing`), decided once here: set
+        #: the application's tracer provider before making a publisher.
+        self.traced = tracing.enabled()
 
     @property
     def metrics(self) -> PublisherMetrics:
@@ -182,7 +187,10 @@ class _PublishCore:
                 self._last = now if self._last is None else max(self._last, now)
 
     def _prepare(
-        self, msgs: Sequence[ExecutionMessage], group_ids: Sequence[str | None] | None = None
+        self,
+        msgs: Sequence[ExecutionMessage],
+        group_ids: Sequence[str | None] | None = None,
+        spans: PublishSpans | None = None,
     ) -> list[SendEntry]:
         """Encode, validate and measure every message; raise for the first bad one, send nothing.
 
@@ -190,7 +198,9 @@ class _PublishCore:
         :class:`MessageEncodeError` naming the field), then gorax's rules are checked, then the
         group and deduplication ids SQS would refuse (:class:`ValidationError`). Entry ids
         are positions, not execution ids: those need not be unique nor fit SQS's id alphabet,
-        and the position maps a result back to its message.
+        and the position maps a result back to its message. While tracing (``spans``), each
+        message's trace context joins its attributes if it fits beside them: the size check
+        above is the message's own, so tracing never refuses a message.
         """
         if group_ids is not None and len(group_ids) != len(msgs):
             raise ValueError(f"{len(group_ids)} group_ids for {len(msgs)} messages")
@@ -210,10 +220,13 @@ class _PublishCore:
             problem = validation_problem(msg)
             if problem is not None:
                 raise ValidationError(f"{problem} ({where})")
-            entry = SendEntry(str(index), body.decode(), msg.message_attributes())
+            attributes = msg.message_attributes()
+            entry = SendEntry(str(index), body.decode(), attributes)
             size = entry_size(entry)
             if size > self.max_message_bytes:
                 raise MessageTooLargeError(size, self.max_message_bytes, f"message ({where})")
+            if spans is not None:  # into the entry's own attributes, before anything is sent
+                spans.inject(index, attributes, self.max_message_bytes - size)
             explicit = None if group_ids is None else group_ids[index]
             if explicit is not None and not isinstance(explicit, str):
                 raise TypeError(f"group_id must be a str, got {type(explicit).__name__} ({where})")
@@ -234,7 +247,14 @@ class _PublishCore:
                 self.grouping, content_based_deduplication=attrs.content_based_deduplication
             )
 
-    def _finish(self, msgs: Sequence[ExecutionMessage], result: BatchResult) -> PublishResult:
+    def _finish(
+        self,
+        msgs: Sequence[ExecutionMessage],
+        result: BatchResult,
+        spans: PublishSpans | None = None,
+    ) -> PublishResult:
+        if spans is not None:
+            spans.settled(result)
         published = tuple(
             Published(msgs[int(i)].execution_id, result.message_ids.get(i, ""))
             for i in result.successful
@@ -390,7 +410,15 @@ class Publisher(_PublishCore):
         a copy sent within 5 minutes is dropped by SQS). ``publish_batch`` sends again (see
         :meth:`goraxfast.sqs.botocore.AsyncQueueClient.send_entries`).
         """
-        entry = self._prepare([msg], [group_id])[0]
+        if not self.traced:
+            return await self._publish(msg, group_id, None)
+        with PublishSpans(self.client.queue_url, (msg,)) as spans:
+            return spans.sent_one(await self._publish(msg, group_id, spans))
+
+    async def _publish(
+        self, msg: ExecutionMessage, group_id: str | None, spans: PublishSpans | None
+    ) -> str:
+        entry = self._prepare([msg], [group_id], spans)[0]
         try:
             message_id = await self.client.send_message(
                 entry.body,
@@ -417,13 +445,24 @@ class Publisher(_PublishCore):
         and retries; an entry whose earlier group-mate finally failed is not sent
         (``PrecedingMessageNotSent``, retryable).
         """
-        entries = self._prepare(msgs, group_ids)
+        if not self.traced:
+            return await self._publish_batch(msgs, group_ids, None)
+        with PublishSpans(self.client.queue_url, msgs) as spans:
+            return await self._publish_batch(msgs, group_ids, spans)
+
+    async def _publish_batch(
+        self,
+        msgs: Sequence[ExecutionMessage],
+        group_ids: Sequence[str | None] | None,
+        spans: PublishSpans | None,
+    ) -> PublishResult:
+        entries = self._prepare(msgs, group_ids, spans)
         try:
             result = await self.client.send_entries(entries, max_bytes=self.max_message_bytes)
         except SQSError:
             self._record(0, len(msgs))
             raise
-        return self._finish(msgs, result)
+        return self._finish(msgs, result, spans)
 
 
 class SyncPublisher(_PublishCore):
@@ -480,7 +519,15 @@ class SyncPublisher(_PublishCore):
             self.client.close()
 
     def publish(self, msg: ExecutionMessage, *, group_id: str | None = None) -> str:
-        entry = self._prepare([msg], [group_id])[0]
+        if not self.traced:
+            return self._publish(msg, group_id, None)
+        with PublishSpans(self.client.queue_url, (msg,)) as spans:
+            return spans.sent_one(self._publish(msg, group_id, spans))
+
+    def _publish(
+        self, msg: ExecutionMessage, group_id: str | None, spans: PublishSpans | None
+    ) -> str:
+        entry = self._prepare([msg], [group_id], spans)[0]
         try:
             message_id = self.client.send_message(
                 entry.body,
@@ -500,10 +547,21 @@ class SyncPublisher(_PublishCore):
         *,
         group_ids: Sequence[str | None] | None = None,
     ) -> PublishResult:
-        entries = self._prepare(msgs, group_ids)
+        if not self.traced:
+            return self._publish_batch(msgs, group_ids, None)
+        with PublishSpans(self.client.queue_url, msgs) as spans:
+            return self._publish_batch(msgs, group_ids, spans)
+
+    def _publish_batch(
+        self,
+        msgs: Sequence[ExecutionMessage],
+        group_ids: Sequence[str | None] | None,
+        spans: PublishSpans | None,
+    ) -> PublishResult:
+        entries = self._prepare(msgs, group_ids, spans)
         try:
             result = self.client.send_entries(entries, max_bytes=self.max_message_bytes)
         except SQSError:
             self._record(0, len(msgs))
             raise
-        return self._finish(msgs, result)
+        return self._finish(msgs, result, spans)

@@ -57,6 +57,7 @@ from goraxfast.core.sqs_model import (
     single_message_args,
 )
 from goraxfast.errors import SQSError
+from goraxfast.ops import tracing
 from goraxfast.sqs.botocore import AsyncQueueClient, attempt_args, wrap_error
 from goraxfast.sqs.compat import (
     RETRY_CODES,
@@ -70,7 +71,7 @@ from goraxfast.sqs.compat import (
     resolve_credentials,
     tls_context,
 )
-from goraxfast.sqs.httpclient import HTTPError, HTTPPool, ResponseTimeout
+from goraxfast.sqs.httpclient import HTTPError, HTTPPool, Response, ResponseTimeout
 
 T = TypeVar("T")
 CONTENT_TYPE = "application/x-amz-json-1.0"
@@ -163,12 +164,22 @@ class SendResponse(msgspec.Struct):
     MessageId: str
 
 
+class _Counted(msgspec.Struct):
+    """What a traced call's span counts in a request or an answer, messages left unparsed."""
+
+    Messages: list[msgspec.Raw] = []
+    Entries: list[msgspec.Raw] = []
+    Failed: list[msgspec.Raw] = []
+    MessageId: str = ""
+
+
 encode = msgspec.json.Encoder().encode
 decode_queue_attributes = msgspec.json.Decoder(dict[str, dict[str, str]]).decode
 decode_receive = msgspec.json.Decoder(ReceiveResponse, strict=False).decode
 decode_attributes = msgspec.json.Decoder(dict[str, WireAttribute] | None).decode
 decode_batch = msgspec.json.Decoder(BatchResponse).decode
 decode_send = msgspec.json.Decoder(SendResponse).decode
+decode_counted = msgspec.json.Decoder(_Counted).decode
 _BYTES = (bytes,)
 
 
@@ -307,6 +318,12 @@ class FastSQSClient(AsyncQueueClient):
         self._quota = RetryQuota()
         self._pool: HTTPPool | None = None
         self._creds: CredentialCache | None = None
+        #: Whether SQS calls are traced, decided here once: when not, nothing is in their way.
+        self.traced = tracing.enabled()
+        if self.traced:
+            origin = urlsplit(self.endpoint)
+            self._span_origin = (origin.hostname or "", origin.port)
+            self._call = self._traced_call  # type: ignore[method-assign]
 
     async def start(self) -> FastSQSClient:
         if self._pool is None:
@@ -316,6 +333,8 @@ class FastSQSClient(AsyncQueueClient):
             if origin.scheme == "https" and self._pool_options["ssl_context"] is None:
                 self._pool_options["ssl_context"] = await asyncio.to_thread(tls_context)
             self._pool = HTTPPool(f"{origin.scheme}://{origin.netloc}", **self._pool_options)
+            if self.traced:
+                self._pool.request = _reporting(self._pool.request)  # type: ignore[method-assign]
         return self
 
     async def close(self) -> None:
@@ -486,6 +505,29 @@ class FastSQSClient(AsyncQueueClient):
             await asyncio.sleep(backoff_delay_s(attempt, self._rng.random(), self.backoff_base_s))
             attempt += 1
 
+    async def _traced_call(
+        self,
+        operation: str,
+        url: str,
+        body: bytes,
+        *,
+        wait_s: int = 0,
+        replay: bool = True,
+        attempts: int | None = None,
+    ) -> bytes:
+        """:meth:`_call` inside a CLIENT span (installed in its place while tracing)."""
+        host, port = self._span_origin
+        call = tracing.ClientCall(operation, url, self._config.aws_region, host, port)
+        try:
+            raw = await FastSQSClient._call(
+                self, operation, url, body, wait_s=wait_s, replay=replay, attempts=attempts
+            )
+        except BaseException as exc:
+            call.end(exc)
+            raise
+        call.end(None, _counts(body, raw))
+        return raw
+
     def _now(self) -> datetime | str:
         """The signing time; without an injected clock, its X-Amz-Date text made once a second."""
         if self._clock is not None:
@@ -501,6 +543,38 @@ class FastSQSClient(AsyncQueueClient):
             return decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise SQSError(operation, url, f"unreadable response: {exc}") from exc
+
+
+def _counts(request: bytes, answer: bytes) -> dict[str, Any]:
+    """A traced call's counts: the messages a receive brought or a batch carried, the entries
+    SQS refused, a sent message's id."""
+    counts: dict[str, Any] = {}
+    try:
+        asked, told = decode_counted(request), decode_counted(answer)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return counts  # the call's own decode says what is wrong with it
+    if told.Messages or asked.Entries:
+        counts["messaging.batch.message_count"] = len(told.Messages or asked.Entries)
+    elif b"MaxNumberOfMessages" in request:
+        counts["messaging.batch.message_count"] = 0  # an empty receive
+    if told.Failed:
+        counts["goraxfast.failed_count"] = len(told.Failed)
+    if told.MessageId:
+        counts["messaging.message.id"] = told.MessageId
+    return counts
+
+
+def _reporting(request: Callable[..., Any]) -> Callable[..., Any]:
+    """The pool's ``request``, telling the SQS call running it what came back (each attempt)."""
+
+    async def reporting(*args: Any, **kwargs: Any) -> Response:
+        resp: Response = await request(*args, **kwargs)
+        call = tracing.CURRENT_CALL.get()
+        if call is not None:
+            call.answered(resp.status, resp.headers.get("x-amzn-requestid"))
+        return resp
+
+    return reporting
 
 
 def _conforms(client: FastSQSClient) -> DataPlane:

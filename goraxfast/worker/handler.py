@@ -7,6 +7,7 @@ with backoff by receive count until QUEUE_MAX_RETRIES, then dead-lettered).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import re
@@ -17,6 +18,8 @@ from typing import Any, TypeAlias
 
 from goraxfast.core.message import ExecutionMessage
 from goraxfast.errors import HandlerError
+from goraxfast.ops import tracing
+from goraxfast.worker.current import running
 
 
 class Retry(Exception):
@@ -99,7 +102,63 @@ def bind_handler(handler: Handler | str) -> BoundHandler:
             f"handler {name}{signature} cannot be called as (message) or (message, info)"
         )
     wants_info = len(params) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
-    return BoundHandler(func=func, is_async=is_async, wants_info=wants_info)
+    bound = BoundHandler(func=func, is_async=is_async, wants_info=wants_info)
+    return traced(bound) if tracing.enabled() else bound
+
+
+def traced(bound: BoundHandler) -> BoundHandler:
+    """The handler run inside its message's ``process {queue}`` span.
+
+    Decided at bind time, before the engine forks, from the tracer provider the application set
+    by then (:func:`goraxfast.ops.tracing.enabled`); without one the handler is bound as it is,
+    and the worker loops call it with nothing in between. The span reads the delivery from
+    :func:`goraxfast.worker.current.running`, which both loops set before calling; called
+    outside a worker loop (a test calling ``bound.func``), the handler just runs.
+    """
+    func = bound.func
+    start, end = tracing.start_processing, tracing.end_processing
+    if bound.is_async:
+
+        @functools.wraps(func)
+        async def run_async(*args: Any) -> Any:
+            current = running()
+            if current is None:
+                return await func(*args)
+            span, token = start(*current)
+            try:
+                result = await func(*args)
+            except BaseException as exc:
+                end(span, token, exc, *_outcome(exc))
+                raise
+            end(span, token, None, "success")
+            return result
+
+        return BoundHandler(func=run_async, is_async=True, wants_info=bound.wants_info)
+
+    @functools.wraps(func)
+    def run(*args: Any) -> Any:
+        current = running()
+        if current is None:
+            return func(*args)
+        span, token = start(*current)
+        try:
+            result = func(*args)
+        except BaseException as exc:
+            end(span, token, exc, *_outcome(exc))
+            raise
+        end(span, token, None, "success")
+        return result
+
+    return BoundHandler(func=run, is_async=False, wants_info=bound.wants_info)
+
+
+def _outcome(exc: BaseException) -> tuple[str, str, float]:
+    """(outcome, reason, retry delay) of a handler that raised, for its span."""
+    if isinstance(exc, Retry):
+        return "retry", exc.reason, exc.delay_s
+    if isinstance(exc, Reject):
+        return "reject", exc.reason, -1.0
+    return "fail", "", -1.0
 
 
 def _callable_as_handler(params: list[inspect.Parameter]) -> bool:
