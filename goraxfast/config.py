@@ -1,7 +1,7 @@
 """One config object, built from the environment in one function and validated in one pass.
 
-The variable names and defaults are gorax's (shared/SPEC.md §2), so an existing deployment's
-environment starts goraxfast unchanged. Unlike gorax, a bad value is never silently replaced:
+The variable names and defaults are gorax's (the README's "Configuration"), so an existing
+deployment's environment starts goraxfast unchanged. Unlike gorax, a bad value is never silently replaced:
 :meth:`Config.from_env` collects every problem and raises them together in one
 :class:`~goraxfast.errors.ConfigError`, one :class:`~goraxfast.errors.ConfigProblem` per bad
 variable (name, value, what is allowed).

@@ -1,4 +1,4 @@
-"""Config from the environment: gorax's names and defaults (SPEC.md §2), validated in one pass.
+"""Config from the environment: gorax's names and defaults, validated in one pass.
 
 A deployment's existing gorax environment must start goraxfast unchanged; a bad value is never
 replaced silently: every bad variable is reported at once, with its name, value and allowed range.
@@ -16,7 +16,8 @@ from goraxfast.errors import ConfigError, ConfigProblem, GoraxfastError
 
 SETTINGS_BY_ENV: dict[str, Setting] = {s.env: s for s in SETTINGS}
 
-#: SPEC.md §2, row by row: variable, Config attribute, default when unset.
+#: gorax's settings (the README's "Configuration" table), row by row: variable, Config
+#: attribute, default when unset.
 SPEC_DEFAULTS: list[tuple[str, str, Any]] = [
     ("QUEUE_ENABLED", "enabled", False),
     ("AWS_REGION", "aws_region", "us-east-1"),

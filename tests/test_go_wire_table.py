@@ -18,7 +18,7 @@ gorax's struct, as the reference reads it::
         CorrelationID   string          `json:"correlation_id,omitempty"`
     }
 
-and its consumer runs ``json.Unmarshal`` then ``Validate()`` (SPEC.md §1's texts, in order).
+and its consumer runs ``json.Unmarshal`` then ``Validate()`` (gorax's texts, in order).
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class Refuses:
 READ_TABLE: list[Reads | Refuses] = [
     # --- enqueued_at: time.Time.UnmarshalJSON -------------------------------------------------
     Reads(
-        "the spec's Go example keeps its nanoseconds",
+        "gorax's Go example keeps its nanoseconds",
         b'{"execution_id":"exec-1","tenant_id":"tenant-1","workflow_id":"workflow-1",'
         b'"workflow_version":1,"trigger_type":"webhook","enqueued_at":"2025-12-18T10:00:00.123456789Z"}',
         go="EnqueuedAt.Nanosecond() == 123456789",
@@ -129,7 +129,7 @@ READ_TABLE: list[Reads | Refuses] = [
         body(enqueued_at=b'"2025-12-18T12:00:00.000000001+02:00"'),
         go="the same instant, kept in a +02:00 location (Marshal writes it back with +02:00)",
         expect={"enqueued_at": "2025-12-18T10:00:00.000000001Z"},
-        differs="goraxfast holds and writes every time in UTC with Z (SPEC §1): the same instant",
+        differs="goraxfast holds and writes every time in UTC with Z: the same instant",
     ),
     Reads(
         "year 1 in a zone east of UTC, still year 1 in UTC",
@@ -338,7 +338,7 @@ READ_TABLE: list[Reads | Refuses] = [
         go='no error from Unmarshal, a zero struct; Validate: "execution_id is required"',
         error=MessageDecodeError,
         match="object",
-        differs="SPEC §1 makes a null body a decode error; refused either way",
+        differs="goraxfast makes a null body a decode error; refused either way",
     ),
     # --- numbers and types ----------------------------------------------------------------------
     Reads(
@@ -476,7 +476,7 @@ READ_TABLE: list[Reads | Refuses] = [
         go="accepted, the byte replaced with U+FFFD",
         error=MessageDecodeError,
         match="tenant_id",
-        differs="SQS cannot carry invalid UTF-8 and SPEC §1 refuses it; Go would alter the value",
+        differs="SQS cannot carry invalid UTF-8, so goraxfast refuses it; Go would alter the value",
     ),
     Refuses(
         "a lone UTF-16 surrogate escape",
@@ -657,7 +657,7 @@ WRITE_TABLE: list[Writes | Refused] = [
         go="json.Marshal would keep +02:00; either text is the same instant to Go",
         written=b"{" + _HEAD + b',"workflow_version":1,"trigger_type":"webhook",'
         b'"enqueued_at":"2025-12-18T10:00:00Z"}',
-        differs="SPEC §1: always UTC with Z",
+        differs="goraxfast writes every time in UTC with Z",
     ),
     Writes(
         "blanks around raw trigger_data are dropped",
@@ -665,7 +665,7 @@ WRITE_TABLE: list[Writes | Refused] = [
         go="the decoder ignores them; json.Marshal would also compact the inside",
         written=b"{" + _HEAD + b',"workflow_version":1,"trigger_type":"webhook",'
         b'"trigger_data":[1, 2],"enqueued_at":"2025-12-18T10:00:00Z"}',
-        differs="SPEC §1 keeps trigger_data raw: its inside is sent byte for byte",
+        differs="goraxfast keeps trigger_data raw: its inside is sent byte for byte",
     ),
     Writes(
         "< > & are written as they are",

@@ -1,4 +1,4 @@
-"""The health rules of shared/SPEC.md §5, table-driven, plus the core's purity."""
+"""The health rules of the README's "Health and metrics", table-driven, plus the core's purity."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ CASES = [
         ("Metrics are stale",),
     ),
     (
-        "all three, in the spec's order",
+        "all three, in gorax's order",
         metrics(visible=20, dlq=1, age_s=3600),
         5,
         ("DLQ contains 1 messages", "Queue depth 20 exceeds threshold 5", "Metrics are stale"),

@@ -1,4 +1,4 @@
-"""ExecutionMessage, the JSON body of every SQS message: the wire contract with gorax (SPEC.md §1).
+"""ExecutionMessage, the JSON body of every SQS message: the wire contract with gorax.
 
 Each test is one rule of the contract. Go's ``encoding/json`` is the reference for everything the
 spec leaves implicit (``omitempty``, ``json.RawMessage``, ``time.Time`` as RFC3339Nano).
@@ -34,7 +34,7 @@ from goraxfast.errors import (
     ValidationError,
 )
 
-#: The Go-produced example of SPEC.md §1, verbatim.
+#: A body gorax's Go service produced, verbatim.
 GO_EXAMPLE = (
     b'{"execution_id":"exec-1","tenant_id":"tenant-1","workflow_id":"workflow-1",'
     b'"workflow_version":1,"trigger_type":"webhook","enqueued_at":"2025-12-18T10:00:00.123456789Z"}'

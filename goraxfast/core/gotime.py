@@ -19,11 +19,12 @@ which :func:`parse_go_time` accepts exactly, is ``YYYY-MM-DDTH[H]:MM:SS[(.|,)dig
 - refused: ``t`` or ``z`` in lower case, a space for ``T``, no offset at all, leap second 60,
   hour 24, anything before or after.
 
-goraxfast keeps every instant in UTC and writes it with ``Z`` (shared/SPEC.md §1), with one
-exception: an instant that UTC puts before year 1 or after 9999, which Go holds (and its
-``MarshalJSON`` writes back in its own offset) but neither a UTC ``datetime`` nor a four-digit UTC
-year can, stays in the offset it came with (``0001-01-01T00:30:00+01:00``: 30 minutes before
-Go's zero time), and is written back that way, exactly as Go does. What Python cannot hold in any
+goraxfast keeps every instant in UTC and writes it with ``Z`` (the README's "Compatibility with
+gorax's wire format"), with one exception: an instant that UTC puts before year 1 or after 9999,
+which Go holds (and its ``MarshalJSON`` writes back in its own offset) but neither a UTC
+``datetime`` nor a four-digit UTC year can, stays in the offset it came with
+(``0001-01-01T00:30:00+01:00``: 30 minutes before Go's zero time), and is written back that way,
+exactly as Go does. What Python cannot hold in any
 offset is refused with the reason: a year 0 that stays year 0, or such an instant with an offset
 of 24 hours or more (Go's ``+24:00`` to ``+24:60``).
 """

@@ -1,4 +1,4 @@
-"""Queue health rules (shared/SPEC.md §5) as one pure function.
+"""Queue health rules (the README's "Health and metrics") as one pure function.
 
 gorax computed its boolean ``IsHealthy`` and its detailed status separately, and they disagreed
 before the first collection; its staleness was a fixed 5 minutes whatever the collection
@@ -6,7 +6,7 @@ interval. Here :func:`evaluate` is the only place the rules live: ``healthy`` is
 "no issues", so a yes/no check and the detailed status cannot disagree. Time is an argument.
 
 Invariants:
-- issues come in the spec's order: DLQ, depth, staleness;
+- issues come in gorax's order: DLQ, depth, staleness;
 - no metrics yet counts as stale (we cannot vouch for a queue we have never looked at);
 - metrics are stale when older than ``2 * interval_s + STALE_SLACK_S``: one missed collection is
   tolerated (an SQS call may be slow or fail once), two are not; the slack covers the duration of

@@ -1,10 +1,11 @@
 """The gorax ``ExecutionMessage``: the JSON body of every SQS message, read and written as Go does.
 
-The wire format is a compatibility contract with the Go service (shared/SPEC.md §1), so the JSON
-keys, omission rules and error texts here are fixed; Go's ``encoding/json`` with gorax's struct is
-the reference for everything the spec leaves implicit (``tests/test_go_wire_table.py`` records
-its behaviour case by case, and the few deliberate differences). ``trigger_data`` stays raw bytes
-end to end: the engine never re-parses a payload it only passes through.
+The wire format is a compatibility contract with the Go service (the README's "Compatibility
+with gorax's wire format"), so the JSON keys, omission rules and error texts here are fixed; Go's
+``encoding/json`` with gorax's struct is the reference for everything else
+(``tests/test_go_wire_table.py`` records its behaviour case by case, and the few deliberate
+differences). ``trigger_data`` stays raw bytes end to end: the engine never re-parses a payload
+it only passes through.
 
 Decoding is total: whatever bytes arrive, :func:`decode_message` returns a message or raises
 :class:`MessageError` (never ``RecursionError``, ``OverflowError`` or anything else), and what a
@@ -422,7 +423,7 @@ def decode_message(body: bytes | str, *, validate: bool = True) -> ExecutionMess
             deep = not fits_msgspec(body)
         if not body.isascii():
             # msgspec checks the UTF-8 of the strings it decodes, not of raw trigger_data or
-            # skipped keys; the spec makes any invalid UTF-8 a decode error.
+            # skipped keys; goraxfast makes any invalid UTF-8 a decode error.
             body.decode("utf-8")
         if deep:
             msg = _decode_deep(body)
