@@ -421,7 +421,9 @@ def test_a_real_run_logs_json_lines_with_the_ids_of_the_handlers_lines_and_its_t
     assert start["logger"] == "goraxfast.engine" and start["pid"] == proc.pid
     assert set(start["config"]) == {s.env for s in SETTINGS}
     parents = [d for d in docs if d["pid"] == proc.pid]
-    assert any(sent["MessageId"] in d["message"] for d in parents)  # the failed attempt's line
+    [failed] = [d for d in parents if sent["MessageId"] in d["message"]]  # the failed attempt
+    parent_ids = {k: v for k, v in ids.items() if k != "worker"}  # the parent is no worker
+    assert {k: failed[k] for k in parent_ids} == parent_ids and failed["receive_count"] == 1
 
 
 CONCURRENT_LOGGER = """

@@ -582,6 +582,12 @@ class Dispatcher:
             self.queue_url,
             reason or "no detail",
             _next_step(action),
+            extra={
+                "message_id": h.message_id,
+                "execution_id": execution_id,
+                "tenant_id": h.tenant,
+                "receive_count": h.receive_count,
+            },
         )
 
     def _apply(self, h: Held, action: Action, now: float) -> None:
@@ -627,6 +633,11 @@ class Dispatcher:
                     h.message_id,
                     self.queue_url,
                     action.reason,
+                    extra={
+                        "message_id": h.message_id,
+                        "tenant_id": h.tenant,
+                        "receive_count": h.receive_count,
+                    },
                 )
             self.acker.stage(
                 AckKind.VISIBILITY,
@@ -651,6 +662,7 @@ class Dispatcher:
                     "visible again (and may run twice) if its handler is still running",
                     h.message_id,
                     self.queue_url,
+                    extra={"message_id": h.message_id, "tenant_id": h.tenant},
                 )
         return len(renewals)
 

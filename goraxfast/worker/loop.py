@@ -29,7 +29,6 @@ import os
 import signal
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from types import FrameType
 from typing import Any, NoReturn
@@ -45,6 +44,7 @@ from goraxfast.core.ratelimit import LogBudget, Suppressed
 from goraxfast.core.records import DELIVERY_DECODER, RESULT_ENCODER, Delivery, Result
 from goraxfast.core.retry import Outcome
 from goraxfast.ipc.rings import Seat
+from goraxfast.ops import tracing
 from goraxfast.worker.current import RUNNING
 from goraxfast.worker.handler import BoundHandler, DeliveryInfo, Reject, Retry, call_args
 
@@ -84,7 +84,8 @@ def run_worker(
             try:
                 worker_init(index)
             except BaseException:
-                traceback.print_exc()
+                # through logging, not print_exc: in JSON mode it stays one line like the rest
+                log.exception("worker %d: worker_init raised; the worker exits", index)
                 code = EXIT_INIT_FAILED
                 return  # type: ignore[misc]  # the finally clause exits
         runner = _AsyncWorker if bound.is_async else _SyncWorker
@@ -94,9 +95,11 @@ def run_worker(
     except SystemExit as exc:  # raised by the worker's own loop when it finds itself orphaned
         code = exc.code if isinstance(exc.code, int) else EXIT_CRASHED
     except BaseException:
-        traceback.print_exc()
+        log.exception("worker %d crashed (its own machinery, not a handler)", index)
     finally:
         try:
+            with contextlib.suppress(Exception):
+                tracing.flush(timeout_s=2.0)  # os._exit runs no atexit hook: spans held go now
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
