@@ -1,9 +1,13 @@
-"""``python -m bench``: the end-to-end bench, alone or (``--all``) the whole suite.
+"""python -m bench: the end-to-end bench, alone or (--all) the whole suite.
+
+Writes bench/results/<timestamp>/: results.json, results.md and the plots (throughput.png,
+scaling.png, latency.png, publish.png; with the bench extra's matplotlib).
 
 Examples:
     python -m bench --endpoint http://127.0.0.1:4566 --messages 2000 --contenders goraxfast-fast,aio-batch
     python -m bench --servers fauxqs --handler cpu:2 --workers 2
     python -m bench --servers fauxqs --rtt-ms 0,15,40 --contenders goraxfast-fast,aio-batch
+    python -m bench --servers fauxqs --contenders ceiling --runs 1 --publish --publish-messages 2000
     python -m bench --all          # what `make bench` runs: LocalStack and fauxqs, everything
 """
 

@@ -633,180 +633,273 @@ def markdown(doc: dict[str, Any]) -> str:
 
 # --- plots ---------------------------------------------------------------------------------
 
+#: Saved at this resolution; every text is at least 8 pt, ~12 px at it.
+PLOT_DPI = 110
+#: One colour per contender, the same in every plot (goraxfast's two data planes warm, the
+#: others cool, the raw-HTTP ceiling grey); a contender not named here takes the next free one.
+CONTENDER_COLOURS = {
+    "goraxfast-fast": "#d62728",
+    "goraxfast-botocore": "#ff7f0e",
+    "naive-boto3": "#8c564b",
+    "aio-batch": "#1f77b4",
+    "aio-procs": "#17becf",
+    "celery": "#2ca02c",
+    "dramatiq": "#9467bd",
+    "ceiling": "#7f7f7f",
+}
+_SPARE_COLOURS = ("#bcbd22", "#e377c2", "#393b79", "#637939", "#843c39", "#7b4173")
+PUBLISH_COLOURS = ("#8c564b", "#2ca02c", "#d62728", "#ff7f0e", "#1f77b4", "#9467bd")
+SERVER_CPU_COLOUR = "#c7c7c7"
+_LEGEND_FONT = 8
 
-def plots(doc: dict[str, Any], out_dir: Path) -> list[Path]:
-    """PNG files; none (and a note in the log) when matplotlib is not installed."""
+
+def contender_colours(contenders: Iterable[str]) -> dict[str, str]:
+    """A colour for each contender: its own from :data:`CONTENDER_COLOURS`, else a spare one."""
+    colours: dict[str, str] = {}
+    spare = iter(_SPARE_COLOURS * 4)
+    for name in dict.fromkeys(contenders):
+        colours[name] = CONTENDER_COLOURS.get(name) or next(spare, "#000000")
+    return colours
+
+
+def _legend_below(ax: Any, handles: list[Any], labels: list[str], columns: int) -> None:
+    """A legend under the axes, outside the data, so that it hides no bar or line."""
+    ax.legend(
+        handles,
+        labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.16),
+        ncol=max(1, min(columns, len(labels))),
+        fontsize=_LEGEND_FONT,
+        frameon=False,
+    )
+
+
+def _pyplot() -> Any:
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def figures(plt: Any, doc: dict[str, Any]) -> dict[str, Any]:
+    """Every plot of a results document, built and not saved: the PNG's stem -> its figure.
+
+    Separate from :func:`plots` so that a test can read the labels, titles and legends off the
+    figures themselves. A plot with nothing to show (no scaling runs, no round trips) is left
+    out. The caller closes the figures.
+    """
+    built = {
+        "throughput": throughput_figure(plt, doc),
+        "scaling": scaling_figure(plt, doc),
+        "latency": latency_figure(plt, doc["e2e_summary"]),
+        "publish": publish_figure(plt, doc),
+    }
+    return {name: fig for name, fig in built.items() if fig is not None}
+
+
+def plots(doc: dict[str, Any], out_dir: Path) -> list[Path]:
+    """PNG files; none (and a note in the log) when matplotlib is not installed."""
+    plt = _pyplot()
+    if plt is None:
         print("matplotlib not installed: no plots (pip install -e '.[bench]')", file=sys.stderr)
         return []
     written: list[Path] = []
-    servers = [s["name"] for s in doc["servers"] if not s.get("error")]
-    rows = doc["e2e_summary"]
-    # throughput.png: the direct runs (the round trips have latency.png); only runs through a
-    # delay proxy when there were no direct ones, each bar named with its round trip
-    bars = [r for r in rows if not r.get("rtt_ms")] or list(rows)
-    if bars and servers:
-        fig, axes = plt.subplots(
-            len(servers),
-            2,
-            figsize=(13, 1.2 + 0.5 * len(bars) / len(servers) * len(servers) + 1.5),
-            squeeze=False,
-        )
-        for i, server in enumerate(servers):
-            mine = [r for r in bars if r["server"] == server][::-1]
-            labels = [
-                r["label"] + (f" (+{r['rtt_ms']:g} ms)" if r.get("rtt_ms") else "") for r in mine
-            ]
-            ax = axes[i][0]
-            rates = [0 if r["status"] != "ok" else r["msgs_per_s"] for r in mine]
-            err = [
-                [0 if r["status"] != "ok" else r["msgs_per_s"] - r["msgs_per_s_min"] for r in mine],
-                [0 if r["status"] != "ok" else r["msgs_per_s_max"] - r["msgs_per_s"] for r in mine],
-            ]
-            colors = [
-                "#d62728" if r["contender"].startswith("goraxfast") else "#1f77b4" for r in mine
-            ]
-            ax.barh(labels, rates, xerr=err, color=colors, capsize=3)
-            ok_rates = [v for v in rates if v > 0]
-            # One server allows 30x what the slowest contender does: a log axis keeps every
-            # bar readable; it is named in the title so nobody reads it as linear.
-            log = bool(ok_rates) and max(ok_rates) / min(ok_rates) > 20
-            if log:
-                ax.set_xscale("log")
-                ax.set_xlim(min(ok_rates) / 3, max(ok_rates) * 4)
-            else:
-                ax.set_xlim(0, max([*rates, 1]) * 1.3)
-            for y, r in enumerate(mine):
-                if r["status"] != "ok":
-                    ax.text(
-                        ax.get_xlim()[0] * (1.1 if log else 1),
-                        y,
-                        " failed",
-                        va="center",
-                        fontsize=8,
-                        color="#d62728",
-                    )
-                    continue
-                ax.text(
-                    r["msgs_per_s_max"] * (1.08 if log else 1.02),
-                    y,
-                    f"{r['msgs_per_s']:,.0f}",
-                    va="center",
-                    fontsize=8,
-                )
-            scale = ", log scale" if log else ""
-            ax.set_title(f"{server}: throughput (msgs/s, median, min–max{scale})", fontsize=10)
-            ax2 = axes[i][1]
-            client = [0 if r["status"] != "ok" else r["client_us_per_msg"] for r in mine]
-            serv = [
-                0
-                if r["status"] != "ok" or math.isnan(r["server_us_per_msg"])
-                else r["server_us_per_msg"]
-                for r in mine
-            ]
-            ax2.barh(labels, client, color="#ff7f0e", label="client (contender)")
-            ax2.barh(labels, serv, left=client, color="#7f7f7f", label="server")
-            ax2.set_title(f"{server}: CPU µs per message (client + server)", fontsize=10)
-            ax2.legend(fontsize=8, loc="lower right")
-            ax2.tick_params(axis="y", labelleft=False)
-        fig.tight_layout()
-        path = out_dir / "throughput.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
-    scaling = doc["scaling_summary"]
-    if scaling:
-        scale_servers = list(dict.fromkeys(r["server"] for r in scaling))
-        fig, axes = plt.subplots(
-            1, len(scale_servers), figsize=(6.5 * len(scale_servers), 4.5), squeeze=False
-        )
-        for ax, server in zip(axes[0], scale_servers, strict=True):
-            mine = [r for r in scaling if r["server"] == server]
-            for contender in dict.fromkeys(r["contender"] for r in mine):
-                pts = sorted(
-                    (r["workers"], r["msgs_per_s"])
-                    for r in mine
-                    if r["contender"] == contender and r["status"] == "ok"
-                )
-                label = next(r["label"] for r in mine if r["contender"] == contender)
-                if pts:
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
-            handler = mine[0]["handler"]
-            ms = float(handler.split(":")[1]) if ":" in handler else 0
-            if ms:
-                cores = doc["meta"]["machine"]["cores"] or 1
-                ws = sorted({r["workers"] for r in mine})
-                ax.plot(
-                    ws,
-                    [min(w, cores) * 1000 / ms for w in ws],
-                    "k--",
-                    lw=1,
-                    label=f"handler limit: min(workers, {cores} cores) × 1000/{ms:g}",
-                )
-            ax.set_xlabel("worker processes")
-            ax.set_ylabel("msgs/s")
-            ax.set_title(f"{server}: CPU-bound scaling, handler {handler}", fontsize=10)
-            ax.set_ylim(bottom=0)
-            ax.set_xticks(sorted({r["workers"] for r in mine}))
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = out_dir / "scaling.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
-    rtt_path = latency_plot(plt, doc["e2e_summary"], out_dir)
-    if rtt_path is not None:
-        written.append(rtt_path)
-    pub = doc["publish_summary"]
-    if pub:
-        pub_servers = list(dict.fromkeys(r["server"] for r in pub))
-        fig, ax = plt.subplots(figsize=(8, 3.5))
-        modes = list(dict.fromkeys(r["mode"] for r in pub))
-        width = 0.8 / len(pub_servers)
-        for i, server in enumerate(pub_servers):
-            vals = [
-                next(
-                    (
-                        r["msgs_per_s"]
-                        for r in pub
-                        if r["server"] == server and r["mode"] == m and r["status"] == "ok"
-                    ),
-                    0,
-                )
-                for m in modes
-            ]
-            xs = [j + i * width for j in range(len(modes))]
-            ax.bar(xs, vals, width, label=server)
-            for x, v in zip(xs, vals, strict=True):
-                ax.text(x, v, f"{v:,.0f}", ha="center", va="bottom", fontsize=8)
-        ax.set_xticks([j + width * (len(pub_servers) - 1) / 2 for j in range(len(modes))], modes)
-        ax.set_ylabel("msgs/s")
-        ax.set_title(
-            "publishing: one send_message per message vs goraxfast's batch publishers", fontsize=10
-        )
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = out_dir / "publish.png"
-        fig.savefig(path, dpi=110)
+    for name, fig in figures(plt, doc).items():
+        path = out_dir / f"{name}.png"
+        fig.savefig(path, dpi=PLOT_DPI)
         plt.close(fig)
         written.append(path)
     return written
 
 
+def throughput_figure(plt: Any, doc: dict[str, Any]) -> Any:
+    """Per server: msgs/s per contender (median, min-max whiskers) and CPU per message, client
+    and server stacked. The direct runs (the round trips have the latency plot); runs through a
+    delay proxy only when there were no direct ones, each bar named with its round trip."""
+    servers = [s["name"] for s in doc["servers"] if not s.get("error")]
+    rows = doc["e2e_summary"]
+    bars = [r for r in rows if not r.get("rtt_ms")] or list(rows)
+    bars = [r for r in bars if r["server"] in servers]
+    if not bars:
+        return None
+    servers = [s for s in servers if any(r["server"] == s for r in bars)]
+    colours = contender_colours(r["contender"] for r in bars)
+    most = max(sum(1 for r in bars if r["server"] == s) for s in servers)
+    fig, axes = plt.subplots(
+        len(servers),
+        2,
+        figsize=(14, 0.9 + len(servers) * (1.5 + 0.45 * most)),
+        squeeze=False,
+        layout="constrained",
+    )
+    for i, server in enumerate(servers):
+        mine = [r for r in bars if r["server"] == server][::-1]  # the first contender on top
+        labels = [r["label"] + (f" (+{r['rtt_ms']:g} ms)" if r.get("rtt_ms") else "") for r in mine]
+        ok = [r["status"] == "ok" for r in mine]
+        ax = axes[i][0]
+        rates = [r["msgs_per_s"] if good else 0 for r, good in zip(mine, ok, strict=True)]
+        err = [
+            [
+                r["msgs_per_s"] - r["msgs_per_s_min"] if g else 0
+                for r, g in zip(mine, ok, strict=True)
+            ],
+            [
+                r["msgs_per_s_max"] - r["msgs_per_s"] if g else 0
+                for r, g in zip(mine, ok, strict=True)
+            ],
+        ]
+        bar_colours = [colours[r["contender"]] for r in mine]
+        ax.barh(labels, rates, xerr=err, color=bar_colours, capsize=3)
+        ok_rates = [v for v in rates if v > 0]
+        # One server allows 30x what the slowest contender does: a log axis keeps every bar
+        # readable; the axis label says so, so that nobody reads it as linear.
+        log = bool(ok_rates) and max(ok_rates) / min(ok_rates) > 20
+        if log:
+            ax.set_xscale("log")
+            ax.set_xlim(min(ok_rates) / 3, max(ok_rates) * 4)
+        else:
+            ax.set_xlim(0, max([*rates, 1]) * 1.3)
+        for y, (r, good) in enumerate(zip(mine, ok, strict=True)):
+            if not good:
+                ax.text(
+                    ax.get_xlim()[0] * (1.1 if log else 1),
+                    y,
+                    " failed",
+                    va="center",
+                    fontsize=8,
+                    color="#d62728",
+                )
+                continue
+            ax.text(
+                r["msgs_per_s_max"] * (1.08 if log else 1.02),
+                y,
+                f"{r['msgs_per_s']:,.0f}",
+                va="center",
+                fontsize=8,
+            )
+        ax.set_xlabel(
+            "throughput (msgs/s; bar: median of runs, whiskers: min–max"
+            + ("; log scale)" if log else ")")
+        )
+        ax.set_ylabel("contender")
+        ax.set_title(f"{server}: throughput", fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+        ax2 = axes[i][1]
+        client = [r["client_us_per_msg"] if g else 0 for r, g in zip(mine, ok, strict=True)]
+        serv = [
+            r["server_us_per_msg"] if g and not math.isnan(r["server_us_per_msg"]) else 0
+            for r, g in zip(mine, ok, strict=True)
+        ]
+        ax2.barh(labels, client, color=bar_colours)
+        ax2.barh(labels, serv, left=client, color=SERVER_CPU_COLOUR, hatch="//", edgecolor="white")
+        ax2.set_xlabel("CPU per message (µs, median of runs)")
+        for y, good in enumerate(ok):
+            if not good:
+                ax2.text(0, y, " failed", va="center", fontsize=8, color="#d62728")
+        ax2.set_ylabel("contender")
+        ax2.set_title(f"{server}: CPU per message, client + server (hatched)", fontsize=10)
+        ax2.grid(axis="x", alpha=0.3)
+    # One legend for the whole figure: a contender has the same colour in every panel (the
+    # bars' own labels name them too), and the hatch is every server's share.
+    names = list(dict.fromkeys((r["contender"], r["label"]) for r in bars))
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[c]) for c, _ in names]
+    server_patch = plt.Rectangle(
+        (0, 0), 1, 1, facecolor=SERVER_CPU_COLOUR, hatch="//", edgecolor="white"
+    )
+    fig.legend(
+        [*handles, server_patch],
+        [*(label for _, label in names), "the server's CPU (hatched, right)"],
+        loc="outside lower center",
+        ncol=min(4, len(names) + 1),
+        fontsize=_LEGEND_FONT + 1,
+        frameon=False,
+    )
+    return fig
+
+
+def scaling_figure(plt: Any, doc: dict[str, Any]) -> Any:
+    """Per server: msgs/s against worker processes for a CPU-bound handler, with the line two
+    cores (or however many) allow."""
+    scaling = doc["scaling_summary"]
+    if not scaling:
+        return None
+    scale_servers = list(dict.fromkeys(r["server"] for r in scaling))
+    colours = contender_colours(r["contender"] for r in scaling)
+    fig, axes = plt.subplots(
+        1,
+        len(scale_servers),
+        figsize=(7 * len(scale_servers), 5.2),
+        squeeze=False,
+        layout="constrained",
+    )
+    for ax, server in zip(axes[0], scale_servers, strict=True):
+        mine = [r for r in scaling if r["server"] == server]
+        for contender in dict.fromkeys(r["contender"] for r in mine):
+            pts = sorted(
+                (r["workers"], r["msgs_per_s"])
+                for r in mine
+                if r["contender"] == contender and r["status"] == "ok"
+            )
+            label = next(r["label"] for r in mine if r["contender"] == contender)
+            if not pts:
+                label += " (failed)"
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                marker="o",
+                color=colours[contender],
+                label=label,
+            )
+        handler = mine[0]["handler"]
+        ms = float(handler.split(":")[1]) if ":" in handler else 0
+        if ms:
+            cores = doc["meta"]["machine"]["cores"] or 1
+            ws = sorted({r["workers"] for r in mine})
+            ax.plot(
+                ws,
+                [min(w, cores) * 1000 / ms for w in ws],
+                "k--",
+                lw=1,
+                label=f"handler limit: min(workers, {cores} cores) × 1000/{ms:g} ms",
+            )
+        ax.set_xlabel("worker processes")
+        ax.set_ylabel("throughput (msgs/s, median of runs)")
+        ax.set_title(f"{server}: CPU-bound scaling, handler {handler}", fontsize=10)
+        ax.set_ylim(bottom=0)
+        ax.set_xticks(sorted({r["workers"] for r in mine}))
+        ax.grid(alpha=0.3)
+        handles, labels = ax.get_legend_handles_labels()
+        _legend_below(ax, handles, labels, 2)
+    return fig
+
+
 def latency_plot(plt: Any, rows: Sequence[dict[str, Any]], out_dir: Path) -> Path | None:
-    """``latency.png``: msgs/s against the added round trip, one line per contender, per
-    server; beside it client CPU per message. None when no run went through a delay proxy."""
+    """``latency.png`` alone (see :func:`latency_figure`); None when no run had a round trip."""
+    fig = latency_figure(plt, rows)
+    if fig is None:
+        return None
+    path = out_dir / "latency.png"
+    fig.savefig(path, dpi=PLOT_DPI)
+    plt.close(fig)
+    return path
+
+
+def latency_figure(plt: Any, rows: Sequence[dict[str, Any]]) -> Any:
+    """Per server: msgs/s against the added round trip, one line per contender, and beside it
+    client CPU per message. None when no run went through a delay proxy."""
     rtt_rows = [r for r in rows if r["status"] == "ok"]
     servers = list(dict.fromkeys(r["server"] for r in rows if r.get("rtt_ms", 0.0)))
     if not servers:
         return None
-    fig, axes = plt.subplots(len(servers), 2, figsize=(13, 4.6 * len(servers)), squeeze=False)
+    colours = contender_colours(r["contender"] for r in rows)
+    fig, axes = plt.subplots(
+        len(servers), 2, figsize=(14, 5.4 * len(servers)), squeeze=False, layout="constrained"
+    )
     for i, server in enumerate(servers):
         mine = [r for r in rtt_rows if r["server"] == server]
         ax, ax2 = axes[i]
@@ -817,7 +910,11 @@ def latency_plot(plt: Any, rows: Sequence[dict[str, Any]], out_dir: Path) -> Pat
                 for r in mine
                 if r["contender"] == contender
             )
-            style = {"marker": "o", "lw": 2 if contender.startswith("goraxfast") else 1.2}
+            style = {
+                "marker": "o",
+                "lw": 2 if contender.startswith("goraxfast") else 1.2,
+                "color": colours[contender],
+            }
             xs = [p[0] for p in pts]
             ax.plot(xs, [p[1] for p in pts], label=pts[0][3], **style)
             ax2.plot(xs, [p[2] for p in pts], label=pts[0][3], **style)
@@ -831,18 +928,60 @@ def latency_plot(plt: Any, rows: Sequence[dict[str, Any]], out_dir: Path) -> Pat
             a.set_xlabel("round trip added to each SQS call (ms)")
             a.set_xticks(ticks)
             a.grid(alpha=0.3)
-        ax.set_ylabel("throughput (msgs/s" + (", log scale)" if log else ")"))
-        ax.set_title(f"{server}: throughput against the round trip (median of runs)", fontsize=10)
-        ax.legend(fontsize=8)
-        ax2.set_ylabel("client CPU per message (µs)")
+        ax.set_ylabel("throughput (msgs/s, median of runs" + (", log scale)" if log else ")"))
+        ax.set_title(f"{server}: throughput against the round trip", fontsize=10)
+        ax2.set_ylabel("client CPU per message (µs, median of runs; log scale)")
         ax2.set_yscale("log")
         ax2.set_title(f"{server}: client CPU per message against the round trip", fontsize=10)
-        ax2.legend(fontsize=8)
-    fig.tight_layout()
-    path = out_dir / "latency.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        for a in (ax, ax2):
+            handles, labels = a.get_legend_handles_labels()
+            _legend_below(a, handles, labels, 3)
+    return fig
+
+
+def publish_figure(plt: Any, doc: dict[str, Any]) -> Any:
+    """msgs/s of each way of publishing, grouped by server, each way in its own colour."""
+    pub = doc["publish_summary"]
+    if not pub:
+        return None
+    pub_servers = list(dict.fromkeys(r["server"] for r in pub))
+    modes = list(dict.fromkeys(r["mode"] for r in pub))
+    names = doc.get("publish_modes") or {}
+    messages = max((r.get("messages", 0) for r in pub), default=0)
+    fig, ax = plt.subplots(
+        figsize=(max(8.0, 3.2 * len(pub_servers)), 4.2 + 0.25 * len(modes)), layout="constrained"
+    )
+    width = 0.8 / len(modes)
+    for j, mode in enumerate(modes):
+        vals = [
+            next(
+                (
+                    r["msgs_per_s"]
+                    for r in pub
+                    if r["server"] == server and r["mode"] == mode and r["status"] == "ok"
+                ),
+                0,
+            )
+            for server in pub_servers
+        ]
+        xs = [i + (j - (len(modes) - 1) / 2) * width for i in range(len(pub_servers))]
+        colour = PUBLISH_COLOURS[j % len(PUBLISH_COLOURS)]
+        ax.bar(xs, vals, width, color=colour, label=f"{mode}: {names.get(mode, mode)}")
+        for x, v in zip(xs, vals, strict=True):
+            ax.text(x, v, f"{v:,.0f}" if v else "failed", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(pub_servers)), pub_servers)
+    ax.set_xlabel("server")
+    ax.set_ylabel("throughput (msgs/s, median of runs)")
+    ax.set_ylim(0, max([r["msgs_per_s"] for r in pub if r["status"] == "ok"] or [1]) * 1.15)
+    ax.set_title(
+        f"publishing {messages:,} messages: one send_message per message against goraxfast's "
+        "batch publishers",
+        fontsize=10,
+    )
+    ax.grid(axis="y", alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    _legend_below(ax, handles, labels, 1)
+    return fig
 
 
 def write(doc: dict[str, Any], out_dir: Path) -> dict[str, Path]:
