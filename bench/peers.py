@@ -2,7 +2,7 @@
 
 Their pins (kombu, billiard, pycurl, their own botocore) must not disturb goraxfast's, so they
 live in ``bench/.venv-peers`` (git-ignored), built with the same interpreter as ours. Versions
-are pinned to the ones measured in shared/SERVERS.md; boto3 is pinned to ours so that pip's
+are pinned to the ones this bench was measured with; boto3 is pinned to ours so that pip's
 resolver does not wander (it was seen searching for minutes when left free).
 """
 

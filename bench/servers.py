@@ -1,7 +1,7 @@
 """The SQS servers a bench runs against, started and stopped by the bench itself.
 
 LocalStack is the default because users ask for figures against it, but it tops out near
-1-2 k msg/s on two cores (shared/SERVERS.md), so the bench also runs fauxqs, a Node server
+1-2 k msg/s on two cores (see the README's Benchmarks), so the bench also runs fauxqs, a Node server
 that spends ~0.4-1.3 ms per request and leaves the client as the bottleneck. Every server
 reports the process ids whose CPU the report shows, so a reader sees who was the limit.
 
@@ -27,7 +27,7 @@ from goraxfast.cli.localstack import LocalStack, listeners_of, non_loopback, sta
 from goraxfast.cli.moto_server import LOOPBACK, MotoServer, free_port, wait_http_ready
 
 BENCH_DIR = Path(__file__).resolve().parent
-FAUXQS_VERSION = "1.9.2"  # the version measured in shared/SERVERS.md
+FAUXQS_VERSION = "1.9.2"  # the version the README's figures were measured with
 FAUXQS_START_JS = """\
 import { buildApp } from "fauxqs";
 const app = buildApp({ logger: false });

@@ -51,23 +51,7 @@ OUTSIDE_MENTIONS = re.compile(
 #: given in issue 15's report (they were being edited by others when this test was written).
 #: The test fails when a file not listed here gains one, and when a listed file no longer has
 #: one: take it off the list then.
-NOT_YET_FIXED: frozenset[str] = frozenset(
-    {
-        "bench/contenders/celery_app.py",
-        "bench/peers.py",
-        "bench/servers.py",
-        "goraxfast/cli/localstack.py",
-        "goraxfast/core/acks.py",
-        "goraxfast/core/deadletter.py",
-        "goraxfast/core/leases.py",
-        "goraxfast/core/limiter.py",
-        "goraxfast/core/retry.py",
-        "goraxfast/engine/poller.py",
-        "goraxfast/publish/adapter.py",
-        "goraxfast/sqs/botocore.py",
-        "pyproject.toml",
-    }
-)
+NOT_YET_FIXED: frozenset[str] = frozenset()
 
 
 def tracked_files() -> list[Path]:

@@ -4,7 +4,7 @@
 Configured as kombu documents for SQS: broker ``sqs://KEY:SECRET@host:port``, ``region``,
 ``is_secure: False`` for the local endpoint, the bench queue in ``predefined_queues``, and
 ``polling_interval: 0``, kombu's documented long-polling setting (with its default of 1 s a
-worker drained ~8 msg/s here, shared/SERVERS.md). Everything else is Celery's default
+worker drained ~8 msg/s here). Everything else is Celery's default
 (prefork pool, prefetch multiplier 4, early acks). Settings come from ``BENCH_*`` variables
 because the ``celery`` CLI imports this module by name.
 """

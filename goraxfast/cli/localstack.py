@@ -1,8 +1,8 @@
 """LocalStack on the host, no Docker: its own Python 3.13 venv, SQS only, bound to 127.0.0.1.
 
 ``localstack-core`` 2026.3.0 is the last release that runs without an account token, and it fails
-on Python 3.11/3.12, so it gets a venv of its own under ``.localstack/`` with the pins measured in
-shared/SERVERS.md. Its default (twisted) gateway ignores the host in ``GATEWAY_LISTEN`` and listens
+on Python 3.11/3.12, so it gets a venv of its own under ``.localstack/`` with the pins it was
+measured with. Its default (twisted) gateway ignores the host in ``GATEWAY_LISTEN`` and listens
 on every interface; loopback-only is a must here, so we run it with ``GATEWAY_SERVER=hypercorn``,
 which binds loopback correctly at the price of ~35-40 % throughput, and we verify the bound
 address after every start rather than trusting the setting.

@@ -1,6 +1,6 @@
 """The dead letter itself: what goes to the DLQ, how it is made to fit, and what follows.
 
-gorax deleted what it could not process (SPEC §4.2); here a message due for the DLQ is copied
+gorax deleted what it could not process; here a message due for the DLQ is copied
 there with why and how often it failed, and only then deleted. Three rules keep that safe:
 
 - **The body is sacred, our annotations are not.** A letter that would not fit the DLQ's own

@@ -1,6 +1,6 @@
 """Visibility lease bookkeeping: which held or running messages need their visibility extended.
 
-gorax never extended visibility, so a handler slower than the timeout ran twice (SPEC §4.1).
+gorax never extended visibility, so a handler slower than the timeout ran twice.
 A lease is renewed once its remaining time falls to ``visibility_timeout_s * renew_fraction``,
 by ``ChangeMessageVisibility(timeout_s)``, never past ``max_visibility_s`` after the receive.
 

@@ -1,9 +1,9 @@
 """Per-tenant concurrency limits: exact counts, a bounded FIFO wait per tenant.
 
-gorax checked then added (racy) and leaked slots after timeouts (SPEC §4.11); here one call both
+gorax checked then added (racy) and leaked slots after timeouts; here one call both
 decides and counts, and the only way a running slot ends is :meth:`TenantLimiter.release`, which
 either frees it or hands it straight to that tenant's oldest waiting item. A tenant at its cap
-waits instead of bouncing the message back (SPEC §4.5); only when the waiting bounds are full is
+waits instead of bouncing the message back; only when the waiting bounds are full is
 an item refused, and the caller releases it with a delay (never dead-letters it).
 
 Invariants: ``0 <= running <= cap`` for every tenant; a tenant has waiting items only while it is

@@ -1,6 +1,6 @@
 """What to do with a message once its handler has spoken, or could not be asked.
 
-gorax treated every failure alike and deleted messages over the retry limit (SPEC §4.2, §4.4).
+gorax treated every failure alike and deleted messages over the retry limit.
 Here every "try again or dead-letter, and with what" answer comes from :class:`RetryPolicy`: a
 handler's outcome, a poison body, a receive path that failed, and what dead-lettering means
 when no DLQ is configured. A message over the limit is dead-lettered, never deleted unprocessed.

@@ -376,7 +376,7 @@ class Engine:
             "workers": self.workers,
             "handler": self.bound.describe(),
             "handler_kind": "async" if self.bound.is_async else "sync",
-            "handlers_at_once": cfg.concurrent_workers,
+            "handlers_at_once": handlers_at_once(cfg, self.bound, self.workers),
             "max_retries": cfg.max_retries,
             "retry_base_s": cfg.retry_base_s,
             "retry_max_s": cfg.retry_max_s,
@@ -384,14 +384,14 @@ class Engine:
             "health_port": self.health_port if self.http is not None else None,
         }
         log.info(
-            "engine running: goraxfast %s, %d workers (%s handler %s), %d handlers at once, "
+            "engine running: goraxfast %s, %d worker(s) (%s handler %s), %d handlers at once, "
             "%s client, region %s, %s queue %s, %s, retries: dead-lettered at receive %d, "
             "backoff %g-%g s, receive pipeline %s",
             engine["version"],
             self.workers,
             engine["handler_kind"],
             engine["handler"],
-            cfg.concurrent_workers,
+            engine["handlers_at_once"],
             client,
             cfg.aws_region,
             "FIFO (one message of a group at a time, in order)" if fifo else "standard",

@@ -1,6 +1,6 @@
 """Long-pollers: receive only as many messages as the engine has room for.
 
-gorax received faster than it could handle and let messages age in buffers (SPEC §4.6). Here a
+gorax received faster than it could handle and let messages age in buffers. Here a
 poller first reserves credits (free room under the engine's capacity), asks SQS for at most that
 many, and gives back what did not arrive. With no room it waits for room; with an empty queue it
 costs one long poll at a time, never a busy loop.

@@ -171,6 +171,11 @@ def engine_families(src: StatsSources) -> list[MetricFamily]:
         _counter("goraxfast_deleted", "Messages deleted from the main queue.", s.deleted),
         _counter("goraxfast_dead_lettered", "Messages copied to the DLQ.", s.dead_lettered),
         _counter(
+            "goraxfast_dead_letter_skipped",
+            "Messages due for the DLQ with no AWS_SQS_DLQ_URL: left to the queue's redrive policy.",
+            s.dead_letter_skipped,
+        ),
+        _counter(
             "goraxfast_dead_letter_stubs",
             "Messages too large for the DLQ: a stub letter sent, the original kept for redrive.",
             s.dead_letter_stubs,

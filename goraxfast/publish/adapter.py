@@ -4,7 +4,7 @@ Callers hand over whatever their framework decoded, so every field is checked fo
 and a wrong one is reported by name as a :class:`MessageDecodeError`, never as an unrelated
 KeyError or TypeError; missing required fields give gorax's own :class:`ValidationError` texts.
 
-``trigger_data`` shapes (the wire keeps it as raw JSON, shared/SPEC.md §1):
+``trigger_data`` shapes (the wire keeps it as raw JSON: the README's "Compatibility with gorax's wire format"):
 
 - ``bytes`` / ``bytearray`` / ``memoryview``: raw JSON bytes, checked to be valid UTF-8 JSON and
   sent byte for byte;

@@ -97,7 +97,7 @@ def _operation(method: str) -> str:
 
 
 def client_kwargs(config: Config) -> dict[str, Any]:
-    """Region, endpoint and credentials exactly as gorax chose them (shared/SPEC.md §2)."""
+    """Region, endpoint and credentials exactly as gorax chose them (the README's "Configuration")."""
     kwargs: dict[str, Any] = {"region_name": config.aws_region}
     if config.aws_endpoint:
         kwargs["endpoint_url"] = config.aws_endpoint
