@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import os
 import re
 import signal
 import subprocess
@@ -17,13 +16,13 @@ from typing import Any
 
 import orjson
 import pytest
+from test_cli import cli_env, goraxfast
 
 from goraxfast.cli.main import build_parser, log_settings
 from goraxfast.config import SETTINGS, Config
 from goraxfast.engine.engine import Engine
 from goraxfast.testing import InMemoryQueue
 
-_OWN_PREFIXES = ("AWS_", "QUEUE_", "WORKER_", "GORAXFAST_")
 NOWHERE = "http://127.0.0.1:9"
 QUEUE = f"{NOWHERE}/000000000000/q"
 SECRET = "s3cr3t-never-logged"
@@ -32,26 +31,7 @@ KEY_ID = "AKIDNEVERLOGGED"
 
 
 def env_of(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
-    env.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_REGION="us-east-1",
-        AWS_ENDPOINT=NOWHERE,
-        AWS_SQS_QUEUE_URL=QUEUE,
-    )
-    env.update(extra)
-    return env
-
-
-def goraxfast(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "goraxfast", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return cli_env(NOWHERE, **{"AWS_SQS_QUEUE_URL": QUEUE, **extra})
 
 
 # --- which level and format ---------------------------------------------------------------------
