@@ -61,8 +61,63 @@ async def test_a_change_that_frees_too_little_for_any_waiter_does_not_wake_them(
     await asyncio.sleep(0)
     held[0] = 19
     credits.changed()
-    assert not credits._changed.is_set()  # a wake-up here would be a wasted task switch
+    await asyncio.sleep(0)
+    assert not waiter.done() and credits.waiting == 1
     waiter.cancel()
+
+
+async def waiters_for(credits: Credits, count: int, need: int) -> list[asyncio.Task[None]]:
+    tasks = [asyncio.ensure_future(credits.wait_for_room(need)) for _ in range(count)]
+    await asyncio.sleep(0)  # each is queued now, in order
+    return tasks
+
+
+async def test_room_for_two_batches_wakes_two_of_many_waiters_in_their_order() -> None:
+    """Not all of them: the others would find the room taken and sleep again, a task switch
+    each on the parent's CPU, per result batch, with up to 128 pollers waiting."""
+    held = [100]
+    credits = Credits(100, lambda: held[0])
+    tasks = await waiters_for(credits, 8, 10)
+    held[0] = 80
+    credits.changed()
+    await asyncio.sleep(0)
+    assert [t.done() for t in tasks] == [True, True] + [False] * 6
+    assert credits.waiting == 6
+    for t in tasks[2:]:
+        t.cancel()
+
+
+async def test_a_cancelled_waiter_leaves_the_queue_and_blocks_no_one() -> None:
+    held = [20]
+    credits = Credits(20, lambda: held[0])
+    first, second = await waiters_for(credits, 2, 10)
+    first.cancel()
+    await asyncio.sleep(0)
+    assert credits.waiting == 1
+    held[0] = 10
+    credits.changed()
+    await asyncio.wait_for(second, 1)
+
+
+async def test_a_waiter_woken_then_cancelled_passes_its_room_to_the_next() -> None:
+    held = [20]
+    credits = Credits(20, lambda: held[0])
+    first, second = await waiters_for(credits, 2, 10)
+    held[0] = 10
+    credits.changed()  # room for one: the first is woken ...
+    first.cancel()  # ... and cancelled before it runs
+    await asyncio.wait_for(second, 1)
+
+
+async def test_a_capacity_lowered_below_what_a_waiter_asked_lets_it_go_for_the_whole_of_it() -> (
+    None
+):
+    held = [20]
+    credits = Credits(20, lambda: held[0])
+    [waiter] = await waiters_for(credits, 1, 10)
+    held[0] = 0
+    credits.resize(6, 10)  # the plan shrank: 10 can never fit again, 6 is the whole room
+    await asyncio.wait_for(waiter, 1)
 
 
 class AttemptPlane:

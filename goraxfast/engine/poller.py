@@ -9,10 +9,12 @@ costs one long poll at a time, never a busy loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -44,7 +46,13 @@ class PollCounters:
 
 
 class Credits:
-    """Room for messages under the engine's capacity, shared by every poller."""
+    """Room for messages under the engine's capacity, shared by every poller.
+
+    Waiting pollers queue in order, each for the room it asked for, and room wakes only as many
+    of them as it fits, first come first served: one shared event would wake all of them (up to
+    128 through a real round trip) for each result batch, and all but a few would find the room
+    taken and sleep again, a task switch each, on the parent's CPU, per batch.
+    """
 
     def __init__(self, capacity: int, held: Callable[[], int], receive_at_least: int = 10) -> None:
         self.capacity = capacity
@@ -52,8 +60,7 @@ class Credits:
         self.receive_at_least = receive_at_least
         self._held = held
         self._reserved = 0
-        self._changed = asyncio.Event()
-        self._needs: list[int] = []  # the room each waiting poller asked for
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
 
     def free(self) -> int:
         return self.capacity - self._held() - self._reserved
@@ -70,36 +77,53 @@ class Credits:
     @property
     def waiting(self) -> int:
         """Pollers waiting for room now: the handlers, not the receives, are the bottleneck."""
-        return len(self._needs)
+        return len(self._waiters)
 
     def resize(self, capacity: int, receive_at_least: int) -> None:
-        """The pipeline's plan changed: a larger capacity may let waiting pollers go."""
-        grew = capacity > self.capacity or receive_at_least < self.receive_at_least
+        """The pipeline's plan changed: a larger capacity may let waiting pollers go, and so
+        may a smaller one, below what a waiter asked (it then waits for the whole of it)."""
         self.capacity, self.receive_at_least = capacity, receive_at_least
-        if grew:
-            self._wake_if_room()
+        self._wake_if_room()
 
     def changed(self) -> None:
         """Call when held messages went away (a result came back, a message was released)."""
         self._wake_if_room()
 
     def _wake_if_room(self) -> None:
-        # Waking pollers that would find too little room and sleep again costs a task switch per
-        # result batch; only room enough for the least demanding waiter is worth a wake-up.
-        if self._needs and self.free() >= min(self._needs):
-            self._changed.set()
+        """Wake the waiters at the front whose room fits in what is free, in order; each woken
+        one is counted against the room, since it will take it when it runs."""
+        waiters = self._waiters
+        if not waiters:
+            return
+        room = self.free()
+        while waiters:
+            need, future = waiters[0]
+            if future.done():  # cancelled while waiting
+                waiters.popleft()
+                continue
+            if room < min(need, self.capacity):
+                break
+            waiters.popleft()
+            future.set_result(None)
+            room -= need
 
     async def wait_for_room(self, at_least: int = 1) -> None:
         """Until ``at_least`` messages fit: a receive for one message costs the server as much
-        as a receive for ten, so pollers wait for a full batch of room, not for any room."""
-        at_least = max(1, min(at_least, self.capacity))
-        while self.free() < at_least:
-            self._changed.clear()
-            self._needs.append(at_least)
+        as a receive for ten, so pollers wait for a full batch of room, not for any room (nor
+        for more than the capacity, which the plan may lower meanwhile)."""
+        while self.free() < (need := max(1, min(at_least, self.capacity))):
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            entry = (need, future)
+            self._waiters.append(entry)
             try:
-                await self._changed.wait()
-            finally:
-                self._needs.remove(at_least)
+                await future
+            except asyncio.CancelledError:
+                if future.cancelled():
+                    with contextlib.suppress(ValueError):
+                        self._waiters.remove(entry)
+                else:
+                    self._wake_if_room()  # woken, then cancelled: the room goes to the next
+                raise
 
 
 class Poller:
