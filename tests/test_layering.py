@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "goraxfast"
 #: Lowest first. A module may import a module of a lower layer, or of its own folder.
 LAYERS: dict[str, int] = {
     "goraxfast.errors": 0,
+    "goraxfast.version": 0,  # the installed version, asked by every layer
     "goraxfast.core": 1,
     "goraxfast.config": 2,
     "goraxfast.ops.tracing": 2,  # below the SQS clients, which trace their calls with it

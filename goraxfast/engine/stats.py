@@ -7,12 +7,10 @@ workers folded into a retired total so that counters never go backwards.
 
 from __future__ import annotations
 
-import importlib.metadata
 import platform
 import sys
 import weakref
 from dataclasses import asdict, dataclass
-from functools import cache
 from typing import Any
 
 from goraxfast.core import counters as C
@@ -25,6 +23,7 @@ from goraxfast.engine.workforce import Workforce
 from goraxfast.ops.process_metrics import WorkerProcessMeter, parent_families
 from goraxfast.ops.prometheus import HistogramSample, MetricFamily, Sample
 from goraxfast.sqs.botocore import SQSClient
+from goraxfast.version import installed_version
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,15 +289,6 @@ def worker_process_families(workforce: Workforce) -> list[MetricFamily]:
         meter = _WORKER_METERS[workforce] = WorkerProcessMeter()
     zygote_pid = workforce.zygote.pid if workforce.zygote is not None else 0
     return meter.families(zygote_pid, workforce.pids())
-
-
-@cache
-def installed_version() -> str:
-    """The version pip installed (what an operator upgraded to), read once."""
-    try:
-        return importlib.metadata.version("goraxfast")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def client_in_use(src: StatsSources) -> str:

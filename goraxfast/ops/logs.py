@@ -14,7 +14,6 @@ come from (a worker's context is a layer above).
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import logging
 import math
 import os
@@ -25,6 +24,8 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 import orjson
+
+from goraxfast.version import installed_version
 
 __all__ = [
     "CONTEXT_FIELDS",
@@ -56,12 +57,7 @@ _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def package_version() -> str:
-    """The installed distribution's version (the start line, ``--version``)."""
-    try:
-        return importlib.metadata.version("goraxfast")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown (not installed)"
+package_version = installed_version  # the start line, ``--version``
 
 
 def _fallback(value: object) -> Any:

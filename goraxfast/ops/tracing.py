@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from goraxfast.core.sqs_model import SQS_MAX_ATTRIBUTES, BatchResult, attributes_size
 from goraxfast.errors import SQSError
+from goraxfast.version import installed_version
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -147,17 +148,8 @@ def tracer() -> Tracer:
     global _tracer_of
     provider = _otel().trace.get_tracer_provider()
     if _tracer_of is None or _tracer_of[0] is not provider:
-        _tracer_of = (provider, provider.get_tracer(SCOPE, _version()))
+        _tracer_of = (provider, provider.get_tracer(SCOPE, installed_version()))
     return _tracer_of[1]
-
-
-def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("goraxfast")
-    except metadata.PackageNotFoundError:
-        return ""
 
 
 def flush(timeout_s: float = 5.0) -> bool:
