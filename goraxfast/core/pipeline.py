@@ -47,12 +47,26 @@ any monotonic clock), and the same sequence of calls always gives the same plans
 from __future__ import annotations
 
 import math
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import NamedTuple
 
-from goraxfast.core.sqs_model import SQS_MAX_BATCH
+from goraxfast.core.estimates import Quantile, Rate
+from goraxfast.core.pipeline_limits import (
+    DEFAULT_LIMITS,
+    DEFAULT_TUNING,
+    PipelineLimits,
+    PipelineSize,
+    SizerTuning,
+    ceil_count,
+    handler_start_rate,
+    held_bound,
+    pollers_for,
+    pollers_room,
+    prefetch_cap,
+    prefetch_for,
+    require,
+    size_for,
+)
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -67,208 +81,6 @@ __all__ = [
     "prefetch_cap",
     "size_for",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class PipelineLimits:
-    """The bounds of the sizing rule: what an operator sets and the README quotes.
-
-    ``max_pollers`` 128: 20 k msg/s through a 40 ms round trip needs 80 receives in flight, 120
-    with the headroom; a poller costs a coroutine and a kept-alive connection, and an idle queue
-    never keeps more than ``min_pollers`` of them. ``min_pollers`` 2: what an idle queue costs
-    (one long poll each, 2 × 3 requests a minute), and while one poller's answer is being handed
-    over the other is already waiting at SQS, so the first messages of a burst do not wait a
-    round trip. ``max_prefetch`` 2,500: the 1,280 messages 128 receives in flight may bring,
-    plus the round trip of work in hand that keeps the slots busy (50 ms of the ~21 k msg/s
-    they carry at 40 ms: ~1,070); ~2.5 MB of gorax's ~1 KB bodies (an operator with large
-    bodies lowers ``QUEUE_PREFETCH``). ``min_prefetch`` 0: a slow handler's messages are
-    not held beyond what ``max_dwell_s`` allows (a floor of a batch would hide five seconds of
-    work from the fleet for 1 s handlers on 2 slots); receives still ask for whole batches when
-    the room allows.
-    """
-
-    min_pollers: int = 2
-    max_pollers: int = 128
-    min_prefetch: int = 0
-    max_prefetch: int = 2_500
-    #: QUEUE_POLLERS / QUEUE_PREFETCH as fixed values: the sizer then keeps them whatever it
-    #: measures (caps are ``max_pollers`` / ``max_prefetch``).
-    fixed_pollers: int | None = None
-    fixed_prefetch: int | None = None
-    #: Messages held beyond the running ones are all startable within this (at the rate the
-    #: handlers start them): fairness to the other engines sharing the queue, and a bound on
-    #: how long a message waits in the engine's hands.
-    max_dwell_s: float = 2.0
-    #: Receives in flight beyond the bandwidth-delay product: round trips vary, batches come
-    #: back short, and a pipeline sized exactly starves the handlers at every hiccup.
-    headroom: float = 1.5
-    #: Work held ready beyond what the receives in flight bring: a round trip of it (so that
-    #: an answer that comes late, or answers that land together, do not leave a slot idle)
-    #: and this much more.
-    slack_s: float = 0.010
-    #: Messages per receive (QUEUE_MAX_MESSAGES), and entries per delete batch.
-    batch: int = SQS_MAX_BATCH
-    #: Delete batches in flight at most (the same Little's law: completions × ack round trip).
-    max_ack_batches: int = 128
-
-    def __post_init__(self) -> None:
-        problems = []
-        if not 1 <= self.batch <= SQS_MAX_BATCH:
-            problems.append(f"batch must be in 1..{SQS_MAX_BATCH}, got {self.batch}")
-        if self.min_pollers < 1:
-            problems.append(f"min_pollers must be at least 1, got {self.min_pollers}")
-        if self.max_pollers < self.min_pollers:
-            problems.append(
-                f"max_pollers ({self.max_pollers}) is below min_pollers ({self.min_pollers})"
-            )
-        if self.min_prefetch < 0:
-            problems.append(f"min_prefetch must not be negative, got {self.min_prefetch}")
-        if self.max_prefetch < self.min_prefetch:
-            problems.append(
-                f"max_prefetch ({self.max_prefetch}) is below min_prefetch ({self.min_prefetch})"
-            )
-        if self.fixed_pollers is not None and self.fixed_pollers < 1:
-            problems.append(f"fixed_pollers must be at least 1, got {self.fixed_pollers}")
-        if self.fixed_prefetch is not None and self.fixed_prefetch < 0:
-            problems.append(f"fixed_prefetch must not be negative, got {self.fixed_prefetch}")
-        if not (math.isfinite(self.max_dwell_s) and self.max_dwell_s > 0):
-            problems.append(f"max_dwell_s must be a positive number, got {self.max_dwell_s}")
-        if not (math.isfinite(self.headroom) and self.headroom >= 1):
-            problems.append(f"headroom must be at least 1, got {self.headroom}")
-        if not (math.isfinite(self.slack_s) and self.slack_s >= 0):
-            problems.append(f"slack_s must not be negative, got {self.slack_s}")
-        if self.max_ack_batches < 1:
-            problems.append(f"max_ack_batches must be at least 1, got {self.max_ack_batches}")
-        if problems:
-            raise ValueError("; ".join(problems))
-
-    @classmethod
-    def from_settings(
-        cls,
-        pollers: int | None = None,
-        prefetch: int | None = None,
-        *,
-        fixed: bool = False,
-        batch: int = SQS_MAX_BATCH,
-    ) -> PipelineLimits:
-        """The limits an operator's QUEUE_POLLERS / QUEUE_PREFETCH mean.
-
-        Unset (None, or 0 pollers as gorax's "automatic"): the defaults. Set: the most the sizer
-        may choose (``fixed=False``, the default) or the value it keeps (``fixed=True``). A cap
-        below the default minimum lowers the minimum with it, so a cap is always obeyed.
-        """
-        base = cls(batch=batch)
-        min_pollers, max_pollers, fixed_pollers = base.min_pollers, base.max_pollers, None
-        min_prefetch, max_prefetch, fixed_prefetch = base.min_prefetch, base.max_prefetch, None
-        if pollers:
-            if fixed:
-                fixed_pollers = pollers
-            else:
-                max_pollers = pollers
-                min_pollers = min(min_pollers, pollers)
-        if prefetch is not None:
-            if fixed:
-                fixed_prefetch = prefetch
-            else:
-                max_prefetch = prefetch
-                min_prefetch = min(min_prefetch, prefetch)
-        return cls(
-            min_pollers=min_pollers,
-            max_pollers=max_pollers,
-            min_prefetch=min_prefetch,
-            max_prefetch=max_prefetch,
-            fixed_pollers=fixed_pollers,
-            fixed_prefetch=fixed_prefetch,
-            batch=batch,
-        )
-
-
-DEFAULT_LIMITS = PipelineLimits()
-
-
-@dataclass(frozen=True, slots=True)
-class SizerTuning:
-    """How :class:`PipelineSizer` smooths and steps: not operator settings, but named so that a
-    test can make the dynamics visible and every constant says why it is what it is."""
-
-    #: Rates are messages over the last quarter second, so that the pollers follow a ramp
-    #: within a few round trips; over up to two seconds when the short window holds fewer
-    #: than 20 messages, so that a slow handler's rate is not 0 or 8 a second by chance.
-    rate_window_s: float = 0.25
-    long_rate_window_s: float = 2.0
-    min_rate_messages: int = 20
-    #: A rate is never divided by less than this: the first batch alone is not a rate.
-    min_rate_span_s: float = 0.1
-    #: The round trip is the p90 of the last 64 samples: a few outliers (a slow connection, a
-    #: GC pause) do not move it; a real change does within a handful of receives.
-    rtt_samples: int = 64
-    rtt_quantile: float = 0.9
-    #: Receive-bound, pollers grow fourfold per step while every step so far paid nearly in
-    #: proportion (``linear_gain`` of what it promised: 2 -> 8 -> 32 -> 128 in three steps,
-    #: ~0.5 s at 40 ms; a burst on an idle engine must not wait seconds for the pipeline) ...
-    fast_growth: float = 4.0
-    linear_gain: float = 0.75
-    #: ... then double per step, once a step paid less than that (the bottleneck is near) ...
-    growth: float = 2.0
-    #: ... while each step raises the delivered rate by at least a fifth (a doubling that pays
-    #: nearly doubles it; one that does not means the bottleneck is elsewhere) ...
-    min_gain: float = 0.2
-    #: ... judged over at least this many round trips, and this long, after the step ...
-    settle_rtts: float = 3.0
-    min_settle_s: float = 0.05
-    #: ... and after a step that did not pay, probing pauses this long.
-    reprobe_s: float = 10.0
-    #: Shrinking: only to a target below (1 - deadband) of the current value, held that long,
-    #: then by at most a quarter per hold time (128 -> 2 in ~15 s of idle queue).
-    deadband: float = 0.2
-    shrink_hold_s: float = 1.0
-    shrink: float = 0.75
-    #: "Handlers busy" is a time-weighted mean, over ~this, of "pollers wait for room" (or,
-    #: when the engine does not say, "messages wait for a slot"), taken as true above a half.
-    busy_tau_s: float = 0.25
-    #: The mean fill of receives (count / asked), weighing each new receive this much; below
-    #: ``drained_fill`` the queue has fewer messages than the pollers ask for.
-    fill_weight: float = 0.2
-    drained_fill: float = 0.5
-
-    def __post_init__(self) -> None:
-        positive = {
-            "rate_window_s": self.rate_window_s,
-            "long_rate_window_s": self.long_rate_window_s,
-            "min_rate_span_s": self.min_rate_span_s,
-            "min_settle_s": self.min_settle_s,
-            "busy_tau_s": self.busy_tau_s,
-        }
-        problems = [f"{name} must be positive, got {v}" for name, v in positive.items() if v <= 0]
-        if self.rtt_samples < 1:
-            problems.append(f"rtt_samples must be at least 1, got {self.rtt_samples}")
-        if not 0 < self.rtt_quantile <= 1:
-            problems.append(f"rtt_quantile must be in (0, 1], got {self.rtt_quantile}")
-        if self.growth <= 1 or self.fast_growth < self.growth:
-            problems.append(
-                f"growth must be above 1 and fast_growth at least growth, got {self.growth}"
-                f" and {self.fast_growth}"
-            )
-        if not 0 <= self.linear_gain <= 1:
-            problems.append(f"linear_gain must be in [0, 1], got {self.linear_gain}")
-        if self.min_gain < 0 or self.settle_rtts < 0 or self.reprobe_s < 0:
-            problems.append("min_gain, settle_rtts and reprobe_s must not be negative")
-        if not 0 <= self.deadband < 1 or not 0 < self.shrink < 1 or self.shrink_hold_s < 0:
-            problems.append("deadband in [0, 1), shrink in (0, 1), shrink_hold_s >= 0")
-        if not 0 < self.fill_weight <= 1 or not 0 <= self.drained_fill <= 1:
-            problems.append("fill_weight in (0, 1], drained_fill in [0, 1]")
-        if problems:
-            raise ValueError("; ".join(problems))
-
-
-DEFAULT_TUNING = SizerTuning()
-
-
-class PipelineSize(NamedTuple):
-    """Receives to keep in flight, and room beyond the running messages."""
-
-    pollers: int
-    prefetch: int
 
 
 class Reason(StrEnum):
@@ -307,56 +119,6 @@ class PipelinePlan:
     rate_per_s: float
 
 
-def held_bound(limits: PipelineLimits, workers: int) -> int:
-    """The most messages an engine with ``workers`` handler slots ever holds: running, waiting
-    for a slot, or reserved by a receive in flight (the README's figure)."""
-    room = limits.fixed_prefetch if limits.fixed_prefetch is not None else limits.max_prefetch
-    return workers + room
-
-
-def prefetch_cap(limits: PipelineLimits, start_rate_per_s: float) -> int:
-    """The most room beyond the running messages: what handlers starting ``start_rate_per_s``
-    messages a second start within ``max_dwell_s`` (not below ``min_prefetch``, not above
-    ``max_prefetch``)."""
-    startable = _floor(max(0.0, start_rate_per_s) * limits.max_dwell_s)
-    return min(limits.max_prefetch, max(limits.min_prefetch, startable))
-
-
-def size_for(
-    rtt_s: float,
-    rate_per_s: float,
-    handler_s: float | None,
-    workers: int,
-    limits: PipelineLimits = DEFAULT_LIMITS,
-) -> PipelineSize:
-    """The steady state for a receive round trip of ``rtt_s``, a wanted rate of ``rate_per_s``
-    and handlers of ``handler_s`` each (None: unknown) on ``workers`` slots: the rule in the
-    module docstring, which the table tests spell out. The handlers cap the rate: a pipeline
-    sized beyond what they can start only hides messages. What they can start (``workers ÷
-    handler_s``, or the rate when the handler time is unknown) bounds the prefetch."""
-    _require(rtt_s >= 0 and math.isfinite(rtt_s), f"rtt_s must be >= 0, got {rtt_s}")
-    _require(rate_per_s >= 0 and math.isfinite(rate_per_s), f"rate must be >= 0: {rate_per_s}")
-    _require(handler_s is None or handler_s >= 0, f"handler_s must be >= 0, got {handler_s}")
-    _require(workers >= 1, f"workers must be at least 1, got {workers}")
-    handler_rate = _handler_rate(handler_s, workers)
-    rate = min(rate_per_s, handler_rate)
-    start = handler_rate if math.isfinite(handler_rate) else rate
-    cap = (
-        limits.fixed_prefetch if limits.fixed_prefetch is not None else prefetch_cap(limits, start)
-    )
-    if limits.fixed_pollers is not None:
-        pollers = limits.fixed_pollers
-    else:
-        pollers = min(_need(limits, rate, rtt_s, limits.batch), _room(limits, cap, workers))
-    if limits.fixed_prefetch is not None:
-        prefetch = limits.fixed_prefetch
-    else:
-        # Work in hand for the rate these pollers can carry, not for one they cannot reach.
-        carried = pollers * limits.batch / rtt_s if rtt_s > 0 else math.inf
-        prefetch = _prefetch_for(limits, pollers, min(rate, carried), rtt_s, cap)
-    return PipelineSize(pollers, prefetch)
-
-
 class PipelineSizer:
     """The sizing rule over time: fed observations, asked for plans (all times are arguments).
 
@@ -372,10 +134,10 @@ class PipelineSizer:
         self.tuning = tuning
         self._now: float | None = None
         self._since = 0.0  # the first time seen: rates are not divided by time before it
-        self._rtt = _Quantile(tuning.rtt_samples, tuning.rtt_quantile)
-        self._ack_rtt = _Quantile(tuning.rtt_samples, tuning.rtt_quantile)
-        self._received = _Rate(tuning.rate_window_s, tuning.long_rate_window_s)
-        self._completed = _Rate(tuning.rate_window_s, tuning.long_rate_window_s)
+        self._rtt = Quantile(tuning.rtt_samples, tuning.rtt_quantile)
+        self._ack_rtt = Quantile(tuning.rtt_samples, tuning.rtt_quantile)
+        self._received = Rate(tuning.rate_window_s, tuning.long_rate_window_s)
+        self._completed = Rate(tuning.rate_window_s, tuning.long_rate_window_s)
         self._fill: float | None = None
         self._busy: float | None = None
         self._busy_at = 0.0
@@ -469,7 +231,7 @@ class PipelineSizer:
         ``pollers_waiting`` the sign is messages waiting for a slot, which receives landing
         together also show for a moment: pass it when the engine's credits know it.
         """
-        _require(workers >= 1, f"workers must be at least 1, got {workers}")
+        require(workers >= 1, f"workers must be at least 1, got {workers}")
         lim, tun = self.limits, self.tuning
         now = self._tick(now_s)
         if pollers_waiting is not None:
@@ -479,7 +241,7 @@ class PipelineSizer:
         rtt = self.rtt_s
         completed = self._rate(self._completed, now)
         received = self._rate(self._received, now)
-        handler_rate = _handler_rate(handler_s, workers)
+        handler_rate = handler_start_rate(handler_s, workers)
         # Partial batches carry fewer messages per round trip: more receives for the same rate
         # (at most twice as many: below half full the queue is drained, not the pipeline).
         per_receive = lim.batch * max(0.5, 1.0 if self._fill is None else self._fill)
@@ -487,7 +249,7 @@ class PipelineSizer:
         # finish, or what their slots allow when that is more.
         start = max(completed, handler_rate) if math.isfinite(handler_rate) else completed
         cap = lim.fixed_prefetch if lim.fixed_prefetch is not None else prefetch_cap(lim, start)
-        top = min(lim.max_pollers, _room(lim, cap, workers))
+        top = min(lim.max_pollers, pollers_room(lim, cap, workers))
 
         if self._fill is None:
             reason, rate, target = Reason.WARMING, 0.0, self._pollers
@@ -520,14 +282,14 @@ class PipelineSizer:
         if lim.fixed_prefetch is not None:
             prefetch = lim.fixed_prefetch
         else:
-            wanted = _prefetch_for(lim, pollers, max(completed, received), rtt, cap)
+            wanted = prefetch_for(lim, pollers, max(completed, received), rtt, cap)
             prefetch = self._prefetch = min(cap, _hold(self._prefetch, wanted, tun.deadband))
 
         ack_rtt = self._ack_rtt.value()
         ack_rtt = ack_rtt if ack_rtt is not None else rtt
         acks = 1
         if ack_rtt is not None:
-            acks = _ceil(lim.headroom * completed * ack_rtt / lim.batch)
+            acks = ceil_count(lim.headroom * completed * ack_rtt / lim.batch)
         acks = self._acks = max(1, min(lim.max_ack_batches, _hold(self._acks, acks, tun.deadband)))
 
         if lim.fixed_pollers is not None and lim.fixed_prefetch is not None:
@@ -551,7 +313,7 @@ class PipelineSizer:
         self._now = now
         return now
 
-    def _rate(self, rate: _Rate, now: float) -> float:
+    def _rate(self, rate: Rate, now: float) -> float:
         tun = self.tuning
         window = rate.short
         if window.total(now) < tun.min_rate_messages:
@@ -571,7 +333,7 @@ class PipelineSizer:
     def _need(self, rate: float, rtt: float | None, per_receive: float) -> int:
         if rtt is None:
             return self._pollers
-        return _need(self.limits, rate, rtt, per_receive)
+        return pollers_for(self.limits, rate, rtt, per_receive)
 
     def _settle(self, now: float, target: int) -> int:
         """Take a probe's step at once (a starved handler is lost throughput); shrink only to a
@@ -612,7 +374,7 @@ class PipelineSizer:
         base = probe.base
         if base is not None and rate < base * (1 + tun.min_gain):
             # The step did not pay: keep what the gain it did bring was worth, no more.
-            keep = _ceil(probe.before * max(1.0, rate / base)) if base > 0 else probe.before
+            keep = ceil_count(probe.before * max(1.0, rate / base)) if base > 0 else probe.before
             self._pollers = max(probe.before, min(keep, current))
             probe.stop()
             probe.linear = False  # probing again from here later: the bottleneck is near
@@ -627,7 +389,7 @@ class PipelineSizer:
             if rate < base * (1 + tun.linear_gain * promised):
                 probe.linear = False  # near the bottleneck: smaller steps from here on
         growth = tun.fast_growth if probe.linear else tun.growth
-        step = min(ceiling, max(current + 1, _ceil(current * growth)))
+        step = min(ceiling, max(current + 1, ceil_count(current * growth)))
         probe.before, probe.base = current, rate
         probe.start(now, rtt)
         return Reason.PROBING, step
@@ -658,89 +420,6 @@ class _Probe:
             self.messages += messages
 
 
-class _Rate:
-    """The same counts over a short and a long window."""
-
-    __slots__ = ("long", "short")
-
-    def __init__(self, short_s: float, long_s: float) -> None:
-        self.short = _Window(short_s)
-        self.long = _Window(max(short_s, long_s))
-
-    def add(self, now: float, count: int) -> None:
-        self.short.add(now, count)
-        self.long.add(now, count)
-
-
-@dataclass(slots=True)
-class _Window:
-    """Counts over the last ``window_s`` seconds (times never decrease)."""
-
-    window_s: float
-    _events: deque[tuple[float, int]] = field(default_factory=deque)
-    _sum: int = 0
-
-    def add(self, now: float, count: int) -> None:
-        self._events.append((now, count))
-        self._sum += count
-
-    def total(self, now: float) -> int:
-        events, horizon = self._events, now - self.window_s
-        while events and events[0][0] <= horizon:
-            self._sum -= events.popleft()[1]
-        return self._sum
-
-
-class _Quantile:
-    """A quantile of the last ``size`` samples: robust to a few outliers, unlike a mean. Until
-    there are enough samples for the quantile to be other than the largest, the median: the
-    first receive also paid the connection's handshakes, and is no tail."""
-
-    __slots__ = ("_cached", "_q", "_samples")
-
-    def __init__(self, size: int, q: float) -> None:
-        self._samples: deque[float] = deque(maxlen=size)
-        self._q = q
-        self._cached: float | None = None
-
-    def add(self, sample: float) -> None:
-        self._samples.append(sample)
-        self._cached = None
-
-    def value(self) -> float | None:
-        if self._cached is None and self._samples:
-            ordered = sorted(self._samples)
-            n = len(ordered)
-            q = self._q if n * (1 - self._q) >= 1 else 0.5
-            self._cached = ordered[max(0, math.ceil(q * n) - 1)]
-        return self._cached
-
-
-def _need(limits: PipelineLimits, rate: float, rtt_s: float, per_receive: float) -> int:
-    """Little's law with headroom: receives in flight to carry ``rate`` through ``rtt_s``."""
-    wanted = _ceil(limits.headroom * rate * rtt_s / max(1.0, per_receive))
-    return max(limits.min_pollers, min(limits.max_pollers, wanted))
-
-
-def _room(limits: PipelineLimits, cap: int, workers: int) -> int:
-    """Pollers beyond the batches the room holds would only wait for room."""
-    return max(limits.min_pollers, (cap + workers) // limits.batch)
-
-
-def _prefetch_for(
-    limits: PipelineLimits, pollers: int, rate: float, rtt_s: float | None, cap: int
-) -> int:
-    batch = limits.batch
-    spare = batch * _ceil(rate * ((rtt_s or 0.0) + limits.slack_s) / batch)
-    return max(limits.min_prefetch, min(cap, pollers * batch + spare))
-
-
-def _handler_rate(handler_s: float | None, workers: int) -> float:
-    if handler_s is None or not handler_s > 0 or not math.isfinite(handler_s):
-        return math.inf
-    return workers / handler_s
-
-
 def _hold(current: int, wanted: int, deadband: float) -> int:
     """Up at once, down only past the dead band."""
     return wanted if wanted >= current or wanted < current * (1 - deadband) else current
@@ -748,20 +427,3 @@ def _hold(current: int, wanted: int, deadband: float) -> int:
 
 def _mix(mean: float, sample: float, weight: float) -> float:
     return mean + weight * (sample - mean)
-
-
-def _ceil(x: float) -> int:
-    # 1.5 × 20,000 × 0.015 / 10 is 45.000000000000007 in floating point: not 46 receives.
-    return math.ceil(round(x, 9)) if math.isfinite(x) else _BEYOND if x > 0 else 0
-
-
-def _floor(x: float) -> int:
-    return math.floor(round(x, 9)) if math.isfinite(x) else _BEYOND if x > 0 else 0
-
-
-_BEYOND = 1 << 62  # "more than any bound": every caller clamps it
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)
