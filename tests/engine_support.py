@@ -7,14 +7,18 @@ atomic), never through the test's memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from goraxfast.config import Config
+from goraxfast.core import counters as C
 from goraxfast.core.message import ExecutionMessage, encode_message
+from goraxfast.engine.seats import SeatState
+from goraxfast.ipc.rings import create_seats
 
 TESTS = Path(__file__).parent
 
@@ -149,3 +153,20 @@ def drain_dlq(boto_sqs: Any, dlq_url: str) -> list[dict[str, Any]]:
         if not batch:
             return out
         out.extend(batch)
+
+
+@contextlib.contextmanager
+def live_seats(count: int, *, cap: int, shallow_cap: int) -> Iterator[list[SeatState]]:
+    """Seats in real shared memory as a dispatcher sees them once its workers are up: alive,
+    each with the pid a worker writes once past worker_init; closed afterwards."""
+    made = create_seats(count, 64 * 1024, C.COUNTER_SLOTS)
+    states = [SeatState.of(i, s, cap=cap, shallow_cap=shallow_cap) for i, s in enumerate(made)]
+    for i, state in enumerate(states):
+        state.alive = True
+        state.pid = 1000 + i
+        state.seat.counters[C.PID] = state.pid
+    try:
+        yield states
+    finally:
+        for seat in made:
+            seat.close()

@@ -12,8 +12,8 @@ import time
 from collections.abc import Iterator, Sequence
 
 import pytest
+from engine_support import live_seats
 
-from goraxfast.core import counters as C
 from goraxfast.core.acks import AckBatcher, AckKind
 from goraxfast.core.deadletter import DeadLetter
 from goraxfast.core.leases import LeaseBook
@@ -26,20 +26,12 @@ from goraxfast.engine.acker import Acker
 from goraxfast.engine.dispatch import Dispatcher
 from goraxfast.engine.poller import Credits, PollCounters, Poller
 from goraxfast.engine.seats import SeatState
-from goraxfast.ipc.rings import create_seats
 
 
 @pytest.fixture
 def seats() -> Iterator[list[SeatState]]:
-    made = create_seats(2, 64 * 1024, C.COUNTER_SLOTS)
-    states = [SeatState.of(i, s, cap=2, shallow_cap=1) for i, s in enumerate(made)]
-    for i, state in enumerate(states):
-        state.alive = True
-        state.pid = 1000 + i
-        state.seat.counters[C.PID] = state.pid
-    yield states
-    for seat in made:
-        seat.close()
+    with live_seats(2, cap=2, shallow_cap=1) as states:
+        yield states
 
 
 def dispatcher(seats: list[SeatState], *, max_retries: int = 3) -> Dispatcher:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from engine_support import live_seats
 
 from goraxfast.core import counters as C
 from goraxfast.core.acks import AckBatcher
@@ -21,7 +22,6 @@ from goraxfast.core.sqs_model import ReceivedMessage
 from goraxfast.engine.acker import Acker
 from goraxfast.engine.dispatch import Dispatcher
 from goraxfast.engine.seats import SeatState
-from goraxfast.ipc.rings import create_seats
 
 SHORT_NS = 5_000  # a no-op handler
 LONG_NS = 2_000_000_000  # a two-second job
@@ -29,15 +29,8 @@ LONG_NS = 2_000_000_000  # a two-second job
 
 @pytest.fixture
 def seats() -> Iterator[list[SeatState]]:
-    made = create_seats(2, 64 * 1024, C.COUNTER_SLOTS)
-    states = [SeatState.of(i, s, cap=10, shallow_cap=1) for i, s in enumerate(made)]
-    for i, state in enumerate(states):
-        state.alive = True
-        state.pid = 1000 + i
-        state.seat.counters[C.PID] = state.pid  # what a worker writes once past worker_init
-    yield states
-    for seat in made:
-        seat.close()
+    with live_seats(2, cap=10, shallow_cap=1) as states:
+        yield states
 
 
 def dispatcher(seats: list[SeatState]) -> Dispatcher:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_support import engine_config, queue_counts, wait_until
+from engine_support import engine_config, live_seats, queue_counts, wait_until
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -35,7 +35,6 @@ from opentelemetry.util._once import Once
 
 from goraxfast import Reject, Retry
 from goraxfast.config import Config
-from goraxfast.core import counters as C
 from goraxfast.core.acks import AckBatcher
 from goraxfast.core.leases import LeaseBook
 from goraxfast.core.limiter import TenantLimiter
@@ -47,7 +46,6 @@ from goraxfast.engine.acker import Acker
 from goraxfast.engine.dispatch import Dispatcher
 from goraxfast.engine.engine import Engine
 from goraxfast.engine.seats import SeatState
-from goraxfast.ipc.rings import create_seats
 from goraxfast.ops import tracing
 from goraxfast.publish.publisher import Publisher, SyncPublisher
 from goraxfast.sqs.fast import FastSQSClient
@@ -319,15 +317,8 @@ def test_flush_exports_the_spans_a_batch_processor_still_holds(tmp_path: Path) -
 
 @pytest.fixture
 def seats() -> Iterator[list[SeatState]]:
-    made = create_seats(1, 64 * 1024, C.COUNTER_SLOTS)
-    states = [SeatState.of(i, s, cap=10, shallow_cap=10) for i, s in enumerate(made)]
-    for i, state in enumerate(states):
-        state.alive = True
-        state.pid = 1000 + i
-        state.seat.counters[C.PID] = state.pid
-    yield states
-    for seat in made:
-        seat.close()
+    with live_seats(1, cap=10, shallow_cap=10) as states:
+        yield states
 
 
 def dispatched(seats: list[SeatState], attributes: dict[str, Any]) -> Delivery:
