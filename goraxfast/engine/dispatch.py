@@ -75,100 +75,46 @@ after its visibility timeout.
 
 from __future__ import annotations
 
-import logging
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
-
-import msgspec
+from collections.abc import Callable, Sequence
 
 from goraxfast.core import counters as C
 from goraxfast.core.acks import AckEntry, AckKind
+from goraxfast.core.attempts import (
+    FAILED_ATTEMPTS,
+    FAILURE_LOG_BURST,
+    FAILURE_LOG_REFILL_S,
+    N_OUTCOMES,
+    OUTCOMES,
+    SETTLED_FOR_GOOD,
+)
 from goraxfast.core.bursts import BurstSizer
 from goraxfast.core.deadletter import DeadLetter
 from goraxfast.core.leases import LeaseBook
 from goraxfast.core.limiter import Admission, TenantLimiter
-from goraxfast.core.message import accepted_tenant, decode_message
+from goraxfast.core.message import accepted_tenant
 from goraxfast.core.ordering import GroupOrder
-from goraxfast.core.ratelimit import LogBudget
-from goraxfast.core.records import DELIVERY_DECODER, DELIVERY_ENCODER, RESULT_DECODER, Delivery
+from goraxfast.core.records import DELIVERY_ENCODER, RESULT_DECODER, Delivery
 from goraxfast.core.retry import Action, ActionKind, Outcome, RetryPolicy
 from goraxfast.core.ring import RingConsumer
 from goraxfast.core.sqs_model import ReceivedMessage
 from goraxfast.core.worker_loss import NOT_TIMED_OUT, lost_outcome
 from goraxfast.engine.acker import Acker
+from goraxfast.engine.dispatch_log import DispatchLog
+from goraxfast.engine.held import STAGED, DispatchCounters, Held, delivery_slot, held_of
 from goraxfast.engine.seats import SeatState
 from goraxfast.ops import tracing
 
-log = logging.getLogger("goraxfast.dispatch")
-
-#: Failed attempts logged one line each: a burst of this many, then one a ``REFILL_S``.
-FAILURE_LOG_BURST = 50
-FAILURE_LOG_REFILL_S = 0.1
-
-
-class Held(msgspec.Struct, gc=False):
-    """A message the parent holds, from receipt to ack. A Struct: one is made per message
-    received, in ~0.08 us against ~0.22 us for a slotted dataclass (and nothing in it can form
-    a reference cycle, so the garbage collector need not track it)."""
-
-    slot: int
-    message_id: str
-    receipt_handle: str
-    receive_count: int
-    first_received_ms: int
-    sent_ms: int
-    body: bytes
-    attributes: Mapping[str, dict[str, Any]]
-    tenant: str
-    seat: int = -1
-    received_s: float = 0.0  # the dispatcher's clock when it took the message (for dwell)
-    group: str = ""  # its MessageGroupId ("" when none)
-
-
-def held_of(m: ReceivedMessage, slot: int, tenant: str, received_s: float = 0.0) -> Held:
-    return Held(
-        slot,
-        m.message_id,
-        m.receipt_handle,
-        m.receive_count,
-        m.first_received_ms,
-        m.sent_ms,
-        m.body,
-        m.message_attributes,
-        tenant,
-        -1,
-        received_s,
-        m.group_id,
-    )
-
-
-STAGED = -3  # Held.seat of a message settled without a worker (poison, throttle release)
-_OUTCOMES: tuple[Outcome, ...] = tuple(sorted(Outcome, key=int))  # by value: Outcome(i) is slow
-assert all(int(o) == i for i, o in enumerate(_OUTCOMES))
-_N_OUTCOMES = len(_OUTCOMES)
-
-
-@dataclass(slots=True)
-class DispatchCounters:
-    received: int = 0
-    poison: int = 0
-    dispatched: int = 0
-    completed: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
-    released: int = 0  # handed back with visibility 0 (shutdown, never started)
-    throttled: int = 0  # waited for a tenant slot
-    throttle_released: int = 0  # released with a delay (waiting bound or wait time exceeded)
-    dead_letter_no_dlq: int = 0  # due for the DLQ, left to the redrive policy (no DLQ URL)
-    released_on_arrival: int = 0  # brought by a long poll that ended while draining
-    intake_failures: int = 0  # receive batches on_received failed on (a bug), recovered
-    lease_renewals: int = 0
-    e2e_histogram: list[int] = field(default_factory=lambda: [0] * (len(C.LATENCY_BUCKETS_S) + 1))
-    e2e_sum_ms: int = 0
-    #: receive -> handler start, per bucket of C.DWELL_BUCKETS_S (+Inf last)
-    dwell_sum_s: float = 0.0
-    dwell_histogram: list[int] = field(default_factory=lambda: [0] * (len(C.DWELL_BUCKETS_S) + 1))
+__all__ = [
+    "FAILURE_LOG_BURST",
+    "FAILURE_LOG_REFILL_S",
+    "STAGED",
+    "DispatchCounters",
+    "Dispatcher",
+    "Held",
+    "held_of",
+]
 
 
 class Dispatcher:
@@ -203,8 +149,7 @@ class Dispatcher:
         self.accepting = True  # False once draining: nothing new is dispatched
         self._next_slot = 1
         self._intake: list[Held] = []  # the batch on_received is taking, for recover_intake
-        self._failure_log = LogBudget(burst=FAILURE_LOG_BURST, refill_s=FAILURE_LOG_REFILL_S)
-        self._redrive_log = LogBudget(burst=FAILURE_LOG_BURST, refill_s=FAILURE_LOG_REFILL_S)
+        self._log = DispatchLog(queue_url)  # failed attempts, redrives, capped leases
         self.on_room: Callable[[], None] = lambda: None
         #: called when a message starts waiting for its tenant's slot (the throttle clock)
         self.on_waiting: Callable[[], None] = lambda: None
@@ -449,10 +394,10 @@ class Dispatcher:
             if r.duration_ns:
                 ran_ns += r.duration_ns
                 ran += 1
-            if not 0 <= r.outcome < _N_OUTCOMES:
+            if not 0 <= r.outcome < N_OUTCOMES:
                 raise ValueError(f"result for slot {r.slot} has no outcome {r.outcome}")
             settle(
-                r.slot, _OUTCOMES[r.outcome], r.delay_s, r.reason, r.finished_ms, now, r.started_ns
+                r.slot, OUTCOMES[r.outcome], r.delay_s, r.reason, r.finished_ms, now, r.started_ns
             )
         if ran:
             self.bursts.observe(ran_ns // ran)  # one observation per batch: their mean
@@ -513,11 +458,11 @@ class Dispatcher:
         action = self.policy.decide(
             outcome, h.receive_count, delay_s=None if delay_s < 0 else delay_s, reason=reason
         )
-        if outcome in _FAILED_ATTEMPTS:
-            self._log_failure(h, outcome, reason, action, now)
+        if outcome in FAILED_ATTEMPTS:
+            self._log.failure(h, outcome, reason, action, now)
         self._apply(h, action, now)
         if self.order is not None:
-            if action.kind in _SETTLED_FOR_GOOD or (
+            if action.kind in SETTLED_FOR_GOOD or (
                 outcome is Outcome.SUCCESS and action.kind is ActionKind.NOTHING
             ):
                 self._group_moves_on(slot, now)
@@ -552,44 +497,6 @@ class Dispatcher:
             self.blocked.discard(later)
             self._release_now(later, holds_tenant_slot=False)
 
-    def _log_failure(
-        self, h: Held, outcome: Outcome, reason: str, action: Action, now: float
-    ) -> None:
-        """One line per failed attempt, with what an operator needs to find the message and
-        what happens to it next; within a budget, so that a failing deploy cannot flood the
-        log (the lines over it are counted in one summary line)."""
-        admission = self._failure_log.admit(now)
-        if admission.summary is not None:
-            log.warning(
-                "%d more failed attempts on %s in the last %.0f s (not logged one by one)",
-                admission.summary.count,
-                self.queue_url,
-                admission.summary.window_s,
-            )
-        if not admission.full:
-            return
-        try:
-            execution_id = decode_message(h.body, validate=False).execution_id
-        except Exception:
-            execution_id = "?"
-        log.warning(
-            "%s: message %s (execution %s, tenant %s, receive %d) on %s: %s; %s",
-            _FAILED_ATTEMPTS[outcome],
-            h.message_id,
-            execution_id,
-            h.tenant,
-            h.receive_count,
-            self.queue_url,
-            reason or "no detail",
-            _next_step(action),
-            extra={
-                "message_id": h.message_id,
-                "execution_id": execution_id,
-                "tenant_id": h.tenant,
-                "receive_count": h.receive_count,
-            },
-        )
-
     def _apply(self, h: Held, action: Action, now: float) -> None:
         """Stage the ack ``action`` asks for (the acker wakes itself when that is needed)."""
         kind = action.kind
@@ -617,28 +524,7 @@ class Dispatcher:
             )
         elif kind is ActionKind.REDRIVE:
             self.counters.dead_letter_no_dlq += 1
-            admission = self._redrive_log.admit(now)
-            if admission.summary is not None:
-                log.warning(
-                    "%d more messages due for the DLQ left to the redrive policy of %s in the "
-                    "last %.0f s",
-                    admission.summary.count,
-                    self.queue_url,
-                    admission.summary.window_s,
-                )
-            if admission.full:
-                log.warning(
-                    "message %s on %s should be dead-lettered (%s) but AWS_SQS_DLQ_URL is not "
-                    "set; leaving it to the queue's redrive policy",
-                    h.message_id,
-                    self.queue_url,
-                    action.reason,
-                    extra={
-                        "message_id": h.message_id,
-                        "tenant_id": h.tenant,
-                        "receive_count": h.receive_count,
-                    },
-                )
+            self._log.redrive(h, action, now)
             self.acker.stage(
                 AckKind.VISIBILITY,
                 AckEntry(h.slot, h.receipt_handle, action.visibility_timeout_s),
@@ -657,13 +543,7 @@ class Dispatcher:
         for slot in self.leases.take_capped():
             h = self.held.get(slot)
             if h is not None:
-                log.warning(
-                    "message %s on %s reached SQS's 12 h visibility cap while held; it will be "
-                    "visible again (and may run twice) if its handler is still running",
-                    h.message_id,
-                    self.queue_url,
-                    extra={"message_id": h.message_id, "tenant_id": h.tenant},
-                )
+                self._log.visibility_capped(h)
         return len(renewals)
 
     def expire_throttled(self, now: float, max_wait_s: float) -> None:
@@ -722,7 +602,7 @@ class Dispatcher:
         """
         self.on_results(seat)
         for raw in RingConsumer(seat.seat.down.region).get_many():
-            self.complete(_delivery_slot(raw), Outcome.RELEASED)  # never started
+            self.complete(delivery_slot(raw), Outcome.RELEASED)  # never started
         for slot in sorted(seat.slots):
             outcome = lost_outcome(
                 slot, started=True, timed_out_slot=seat.timed_out_slot, forced=forced
@@ -746,28 +626,3 @@ class Dispatcher:
 
     def in_flight_by_tenant(self) -> dict[str, int]:
         return self.limiter.running_by_tenant()
-
-
-#: What a FIFO group can move on after: the message will not be delivered again.
-_SETTLED_FOR_GOOD = frozenset({ActionKind.DELETE, ActionKind.DEAD_LETTER})
-
-_FAILED_ATTEMPTS = {
-    Outcome.FAIL: "handler failed",
-    Outcome.TIMEOUT: "handler timed out",
-    Outcome.CRASH: "worker died",
-}
-
-
-def _next_step(action: Action) -> str:
-    if action.kind is ActionKind.DEAD_LETTER:
-        return "dead-lettered"
-    if action.kind is ActionKind.REDRIVE:
-        return (
-            f"due for the DLQ, left to the queue's redrive policy (no AWS_SQS_DLQ_URL); "
-            f"visible again in {action.visibility_timeout_s} s"
-        )
-    return f"retry in {action.visibility_timeout_s} s"
-
-
-def _delivery_slot(raw: bytes) -> int:
-    return DELIVERY_DECODER.decode(raw).slot
