@@ -1,71 +1,26 @@
-"""An in-memory SQS queue for testing handlers, and the engine itself, without a server.
+"""The in-memory SQS queue itself: the four data-plane calls, publishing, and inspection.
 
-Why it exists: a handler is best tested the way it runs, in a real :class:`~goraxfast.Engine`
-with real forked workers, but without AWS, LocalStack or moto to start. :class:`InMemoryQueue`
-is a :class:`~goraxfast.core.dataplane.DataPlane` (the four calls the engine makes) that keeps
-the queue in this process and behaves as SQS does where the engine's decisions depend on it,
-as dramatiq ships ``StubBroker``:
-
-- a received message is invisible for the visibility timeout, then visible again, and each
-  receive counts (``ApproximateReceiveCount``) and gets a new receipt handle;
-- a stale receipt handle (from an earlier receive, or of a deleted message) is refused per
-  entry with ``ReceiptHandleIsInvalid``, a visibility change on a message no longer in flight
-  with ``MessageNotInflight``; the latest handle of a message visible again still deletes it;
-- message attributes and the system attributes the engine reads (receive count, first-receive
-  and sent timestamps) are kept; sends to the DLQ URL are kept as dead letters; a send to any
-  other URL fails as for a queue that does not exist; ``max_receive_count`` plays a redrive
-  policy;
-- :meth:`InMemoryQueue.fail_next` scripts faults: the next calls of one operation fail with an
-  SQS error code (throttling, a server error, a lost answer).
-
-Visibility runs on the ``clock`` given (``time.monotonic`` by default; :class:`ManualClock` in
-tests that step time by hand), timestamps on ``wall_ms`` (milliseconds since the epoch). It is
-not thread-safe: use it from the engine's event loop, or before the engine starts.
-
-Testing a handler (``tests/test_engine_tasks.py`` runs this one)::
-
-    from goraxfast import Engine, ExecutionMessage
-    from goraxfast.testing import InMemoryQueue
-
-    def handle(message: ExecutionMessage) -> None:
-        if message.workflow_version < 2:
-            raise RuntimeError("workflow version 1 is retired")
-
-    async def test_an_old_workflow_ends_in_the_dlq() -> None:
-        queue = InMemoryQueue()
-        for version in (1, 2):
-            queue.publish(ExecutionMessage.new(tenant_id="t1", workflow_id="w",
-                                               workflow_version=version, trigger_type="manual"))
-        config = queue.config(worker_processes=1, max_retries=1)  # dead-letter at once
-        async with Engine(config, handle, data_plane=queue, serve_http=False):
-            await queue.wait_until_settled(timeout_s=10)
-        [letter] = queue.dead_letters()  # and both left the queue: queue.deleted()
-        assert letter.decode().workflow_version == 1
-        assert "workflow version 1 is retired" in letter.reason
-
-``Engine(config, handler, data_plane=queue)`` uses the queue instead of opening an SQS client,
-and so skips its SQS preflight (queue checks, the DLQ's size) and the queue-depth metrics.
+It keeps one queue and its DLQ in this process and behaves as SQS does where the engine's
+decisions depend on it (visibility, receive counts, receipt handles, dead letters, the redrive
+policy): the package's docstring (:mod:`goraxfast.testing`) says what it promises and how a
+handler is tested with it. Its receive and delete paths carry the engine's whole throughput in
+tests and profiles, so they are kept to local names.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import itertools
 import math
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 from goraxfast.config import Config
-from goraxfast.core.deadletter import REASON, SOURCE_MESSAGE_ID
-from goraxfast.core.message import ExecutionMessage, decode_message, encode_message
+from goraxfast.core.message import ExecutionMessage, encode_message
 from goraxfast.core.sqs_model import (
-    QUEUE_MISSING_CODES,
     SQS_DEFAULT_MAX_MESSAGE_BYTES,
     SQS_MAX_VISIBILITY_S,
     BatchFailure,
@@ -75,160 +30,35 @@ from goraxfast.core.sqs_model import (
     check_batch_size,
     entry_problem,
 )
-from goraxfast.errors import QueueDoesNotExistError, ReceiptHandleInvalidError, SQSError
+from goraxfast.errors import QueueDoesNotExistError, SQSError
+from goraxfast.testing.clock import wall_clock_ms
+from goraxfast.testing.faults import (
+    AWS_NAMES,
+    Fault,
+    Operation,
+    fault_error,
+    next_fault,
+    script_faults,
+    sqs_error,
+)
+from goraxfast.testing.stored import NO_ATTRIBUTES, Entry, MessageState, StoredMessage
 
-__all__ = [
-    "DEFAULT_DLQ_URL",
-    "DEFAULT_QUEUE_URL",
-    "InMemoryQueue",
-    "ManualClock",
-    "MessageState",
-    "Operation",
-    "StoredMessage",
-]
+__all__ = ["DEFAULT_DLQ_URL", "DEFAULT_QUEUE_URL", "InMemoryQueue"]
 
 #: URLs nothing contacts (port 1 on loopback) that :class:`~goraxfast.config.Config` accepts.
 DEFAULT_QUEUE_URL = "http://127.0.0.1:1/000000000000/goraxfast-memory"
 DEFAULT_DLQ_URL = "http://127.0.0.1:1/000000000000/goraxfast-memory-dlq"
-
-#: The data-plane calls a fault can be scripted for (the method names).
-Operation = Literal["receive", "delete_batch", "change_visibility_batch", "send_batch"]
-_AWS_NAMES: dict[str, str] = {
-    "receive": "ReceiveMessage",
-    "delete_batch": "DeleteMessageBatch",
-    "change_visibility_batch": "ChangeMessageVisibilityBatch",
-    "send_batch": "SendMessageBatch",
-}
-
-
-class MessageState(enum.Enum):
-    VISIBLE = "visible"
-    IN_FLIGHT = "in flight"  # received, its visibility timeout running
-    DELAYED = "delayed"  # sent with a delay not yet over
-    DELETED = "deleted"
-    REDRIVEN = "redriven"  # moved to the DLQ by ``max_receive_count`` (the redrive policy)
-
 
 _VISIBLE = MessageState.VISIBLE
 _IN_FLIGHT = MessageState.IN_FLIGHT
 _DELAYED = MessageState.DELAYED
 _DELETED = MessageState.DELETED
 _REDRIVEN = MessageState.REDRIVEN
-#: The attributes of every message sent without any: one shared, read-only mapping.
-_NO_ATTRIBUTES: Mapping[str, dict[str, Any]] = MappingProxyType({})
-
-
-class ManualClock:
-    """A clock that moves only when told: ``InMemoryQueue(clock=clock)``, then ``clock.advance``."""
-
-    def __init__(self, start: float = 0.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    """A message as the queue (or its DLQ) holds it, at the moment it was asked for."""
-
-    message_id: str
-    body: str
-    attributes: Mapping[str, Mapping[str, Any]]
-    receive_count: int
-    state: MessageState
-    sent_ms: int
-    #: when (on the queue's clock) it is visible again: set while in flight or delayed
-    visible_at: float | None = None
-
-    @property
-    def reason(self) -> str:
-        """Why the engine dead-lettered it (``goraxfast_dlq_reason``); empty if it did not."""
-        return str(self.attributes.get(REASON, {}).get("StringValue", ""))
-
-    @property
-    def source_message_id(self) -> str:
-        """The dead-lettered original's message id (``goraxfast_source_message_id``)."""
-        return str(self.attributes.get(SOURCE_MESSAGE_ID, {}).get("StringValue", ""))
-
-    def decode(self) -> ExecutionMessage:
-        return decode_message(self.body)
-
-
-class _Entry:
-    """One message of the queue. A slotted class: read and written on every receive, and
-    measured faster so than a msgspec Struct (~680 against ~810 ns per message received)."""
-
-    __slots__ = (
-        "attributes",
-        "body",
-        "first_received_ms",
-        "handle",
-        "message_id",
-        "receive_count",
-        "sent_ms",
-        "state",
-        "visible_at",
-    )
-
-    def __init__(
-        self,
-        message_id: str,
-        body: bytes,
-        attributes: Mapping[str, dict[str, Any]],
-        sent_ms: int,
-        state: MessageState,
-        visible_at: float,
-    ) -> None:
-        self.message_id = message_id
-        self.body = body
-        self.attributes = attributes
-        self.sent_ms = sent_ms
-        self.state = state
-        self.visible_at = visible_at
-        self.receive_count = 0
-        self.first_received_ms = 0
-        self.handle = ""
-
-    def view(self) -> StoredMessage:
-        return StoredMessage(
-            self.message_id,
-            self.body.decode("utf-8", "replace"),
-            self.attributes,
-            self.receive_count,
-            self.state,
-            self.sent_ms,
-            self.visible_at if self.state is _IN_FLIGHT or self.state is _DELAYED else None,
-        )
-
-
-@dataclass(slots=True)
-class _Fault:
-    code: str | None
-    detail: str
-    carried_out: bool
-
-
-def wall_clock_ms() -> int:
-    """Milliseconds since the Unix epoch: SQS's timestamps."""
-    return time.time_ns() // 1_000_000
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
-
-
-def _sqs_error(operation: str, url: str, detail: str, code: str | None) -> SQSError:
-    """The error class a real client raises for ``code``."""
-    if code in QUEUE_MISSING_CODES:
-        return QueueDoesNotExistError(operation, url, detail, code)
-    if code is not None and code.endswith("ReceiptHandleIsInvalid"):
-        return ReceiptHandleInvalidError(operation, url, detail, code)
-    return SQSError(operation, url, detail, code)
 
 
 class InMemoryQueue:
@@ -258,18 +88,18 @@ class InMemoryQueue:
         self.max_message_bytes = max_message_bytes
         self.empty_receive_wait_s = empty_receive_wait_s
         #: calls made, by operation (method name)
-        self.calls: dict[str, int] = dict.fromkeys(_AWS_NAMES, 0)
+        self.calls: dict[str, int] = dict.fromkeys(AWS_NAMES, 0)
         self.closed = False
-        self._messages: dict[str, _Entry] = {}  # every message ever sent here, by id
-        self._visible: deque[_Entry] = deque()  # may hold entries no longer visible: skipped
+        self._messages: dict[str, Entry] = {}  # every message ever sent here, by id
+        self._visible: deque[Entry] = deque()  # may hold entries no longer visible: skipped
         # Each received message's latest receipt handle, until it is deleted: the messages in
         # flight, and those visible again but not yet received again (their handle still
         # deletes them, as in SQS).
-        self._by_handle: dict[str, _Entry] = {}
-        self._delayed: dict[str, _Entry] = {}
+        self._by_handle: dict[str, Entry] = {}
+        self._delayed: dict[str, Entry] = {}
         self._next_due = math.inf  # nothing in flight or delayed is visible again before this
         self._letters: list[StoredMessage] = []
-        self._faults: dict[str, deque[_Fault]] = {}
+        self._faults: dict[str, deque[Fault]] = {}
         self._waiters: list[asyncio.Future[None]] = []
         self._handles = map(str, itertools.count(1))  # receipt handles: "1", "2", ...
 
@@ -304,7 +134,7 @@ class InMemoryQueue:
         text = body if isinstance(body, str) else body.decode("utf-8", "surrogateescape")
         problem = entry_problem(SendEntry("0", text, attributes or {}), self.max_message_bytes)
         if problem is not None:
-            raise _sqs_error("SendMessage", self.url, problem.message, problem.code)
+            raise sqs_error("SendMessage", self.url, problem.message, problem.code)
         raw = body if isinstance(body, bytes) else body.encode()
         return self._store(raw, attributes, delay_s)
 
@@ -312,14 +142,14 @@ class InMemoryQueue:
         self, body: bytes, attributes: Mapping[str, Mapping[str, Any]] | None, delay_s: int
     ) -> str:
         message_id = str(uuid.uuid4())
-        attrs = {k: dict(v) for k, v in attributes.items()} if attributes else _NO_ATTRIBUTES
+        attrs = {k: dict(v) for k, v in attributes.items()} if attributes else NO_ATTRIBUTES
         if delay_s > 0:
             visible_at = self.clock() + delay_s
-            entry = _Entry(message_id, body, attrs, self.wall_ms(), _DELAYED, visible_at)
+            entry = Entry(message_id, body, attrs, self.wall_ms(), _DELAYED, visible_at)
             self._delayed[message_id] = entry
             self._next_due = min(self._next_due, visible_at)
         else:
-            entry = _Entry(message_id, body, attrs, self.wall_ms(), _VISIBLE, 0.0)
+            entry = Entry(message_id, body, attrs, self.wall_ms(), _VISIBLE, 0.0)
             self._visible.append(entry)
         self._messages[message_id] = entry
         if self._waiters:
@@ -343,24 +173,20 @@ class InMemoryQueue:
         ``RequestFailed``, which may have been carried out). With ``carried_out`` the call takes
         effect first and only its answer is lost, as when a connection drops after SQS acted.
         """
-        if operation not in _AWS_NAMES:
-            raise ValueError(f"no such operation {operation!r}: one of {sorted(_AWS_NAMES)}")
-        queue = self._faults.setdefault(operation, deque())
-        queue.extend(_Fault(code, detail, carried_out) for _ in range(times))
+        script_faults(
+            self._faults, operation, code, times=times, detail=detail, carried_out=carried_out
+        )
 
-    def _fault(self, operation: str) -> _Fault | None:
-        faults = self._faults.get(operation)
-        if not faults:
+    def _fault(self, operation: str) -> Fault | None:
+        fault = next_fault(self._faults, operation)
+        if fault is None:
             return None
-        fault = faults.popleft()
-        if not faults:
-            del self._faults[operation]
         if not fault.carried_out:
             self._raise(operation, fault)
         return fault
 
-    def _raise(self, operation: str, fault: _Fault) -> None:
-        raise _sqs_error(_AWS_NAMES[operation], self.url, fault.detail, fault.code)
+    def _raise(self, operation: str, fault: Fault) -> None:
+        raise fault_error(operation, self.url, fault)
 
     # --- the data plane ------------------------------------------------------------------------
 
@@ -581,7 +407,7 @@ class InMemoryQueue:
             (e.visible_at for e in hidden if e.state is not _VISIBLE), default=math.inf
         )
 
-    def _redrive(self, e: _Entry) -> None:
+    def _redrive(self, e: Entry) -> None:
         """The redrive policy: past ``max_receive_count`` receives, moved to the DLQ whole."""
         e.state = _REDRIVEN
         if e.handle:
@@ -594,7 +420,7 @@ class InMemoryQueue:
     ) -> str:
         """Keep a message sent (or moved whole, keeping its id) to the DLQ."""
         message_id = message_id or str(uuid.uuid4())
-        attrs = {k: dict(v) for k, v in attributes.items()} if attributes else _NO_ATTRIBUTES
+        attrs = {k: dict(v) for k, v in attributes.items()} if attributes else NO_ATTRIBUTES
         self._letters.append(StoredMessage(message_id, body, attrs, 0, _VISIBLE, self.wall_ms()))
         return message_id
 
@@ -614,7 +440,7 @@ class InMemoryQueue:
             self._waiters.remove(waiter)
 
 
-def _visible_at(e: _Entry) -> float:
+def _visible_at(e: Entry) -> float:
     return e.visible_at
 
 
