@@ -316,25 +316,15 @@ class Dispatcher:
                 if h is None:
                     continue
                 try:
-                    if traced_queue is None:
-                        delivery = Delivery(
-                            slot,
-                            h.message_id,
-                            h.receive_count,
-                            h.first_received_ms,
-                            h.sent_ms,
-                            h.body,
-                        )
-                    else:
-                        delivery = Delivery(
-                            slot,
-                            h.message_id,
-                            h.receive_count,
-                            h.first_received_ms,
-                            h.sent_ms,
-                            h.body,
-                            tracing.carried(traced_queue, h.attributes),
-                        )
+                    delivery = Delivery(
+                        slot,
+                        h.message_id,
+                        h.receive_count,
+                        h.first_received_ms,
+                        h.sent_ms,
+                        h.body,
+                        "" if traced_queue is None else tracing.carried(traced_queue, h.attributes),
+                    )
                     taken = put(encode(delivery))
                 except BaseException:
                     ready.appendleft(slot)  # a bug must not lose it between the books
