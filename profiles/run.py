@@ -27,6 +27,7 @@ from typing import Any
 
 from bench import measure
 from bench.contenders import CONTENDERS, LaunchContext
+from bench.delayproxy import DelayProxyProcess
 from bench.recorder import count_records
 from bench.runner import stop_contender
 from bench.servers import make_server
@@ -97,12 +98,17 @@ def summarize(
     }
 
 
+def _round_trip(doc: dict[str, Any]) -> str:
+    rtt = doc.get("rtt_ms") or 0
+    return f"+{rtt:g} ms per SQS call (bench/delayproxy.py)" if rtt else "straight to the server"
+
+
 def markdown(doc: dict[str, Any]) -> str:
     lines = [
         f"# goraxfast profile — {doc['date']}",
         "",
         f"Server {doc['server']}, handler `{doc['handler']}`, {doc['workers']} workers, data plane "
-        f"`{doc['sqs_client']}`; {doc['handled']} messages handled in the {doc['duration_s']} s "
+        f"`{doc['sqs_client']}`, {_round_trip(doc)}; {doc['handled']} messages handled in the {doc['duration_s']} s "
         f"window ({doc['msgs_per_s']:,.0f} msg/s). Shares are of the process's samples (py-spy, "
         f"{doc['rate']} Hz, only samples holding the GIL, so waits in poll/epoll are left out); µs/msg = share × the process's CPU per message "
         "from /proc over the same window.",
@@ -150,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=("botocore", "fast"),
         help="data plane (default: the engine's default)",
     )
+    p.add_argument(
+        "--rtt-ms",
+        type=float,
+        default=0.0,
+        help="added to each of the engine's SQS calls by bench/delayproxy.py (0: straight)",
+    )
     p.add_argument("--out", help="output folder (default profiles/out/<timestamp>)")
     args = p.parse_args(argv)
     spy = py_spy()
@@ -159,7 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     server.start()
     proc: subprocess.Popen[bytes] | None = None
     queue: BenchQueue | None = None
+    proxy: DelayProxyProcess | None = None
     try:
+        endpoint = server.endpoint
+        if args.rtt_ms > 0:
+            proxy = DelayProxyProcess(server.endpoint, args.rtt_ms).start()
+            endpoint = proxy.endpoint
         tag = run_tag()
         queue = BenchQueue(boto_client(server.endpoint), f"profile-{tag}").create()
         print(f"pre-filling {args.messages} messages on {args.server} ...", file=sys.stderr)
@@ -168,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         records.write_bytes(b"")  # an --out folder used before keeps its old records
         name = f"goraxfast-{args.sqs_client}"
         ctx = LaunchContext(
-            server.endpoint,
+            endpoint,
             queue.url,
             queue.name,
             str(records),
@@ -232,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             "handler": args.handler,
             "workers": args.workers,
             "sqs_client": args.sqs_client,
+            "rtt_ms": args.rtt_ms,
             "duration_s": round(elapsed, 1),
             "rate": args.rate,
             "handled": handled,
@@ -257,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if proc is not None:
             stop_contender(proc)  # before the queue goes, or its last deletes fail
+        if proxy is not None:
+            proxy.stop()
         if queue is not None:
             queue.delete()
         server.stop()

@@ -253,6 +253,11 @@ class PipelineSizer:
 
         if self._fill is None:
             reason, rate, target = Reason.WARMING, 0.0, self._pollers
+            if lim.fixed_pollers is None:
+                # The first answers already measure the minimum's rate: the probe's first
+                # epoch starts with them, not a tick later (restarted every tick until they
+                # come, so a long wait for the first message is not in it).
+                self._probe.start(now, rtt)
         elif self._busy is not None and self._busy >= 0.5:
             # Pollers wait for room: they are enough; no more than the formula says are needed.
             reason, rate = Reason.HANDLERS, min(completed, handler_rate)
