@@ -295,7 +295,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         "--workers",
         type=flag("--workers", integer(1, 1024)),
         metavar="N",
-        help="worker processes, 1-1024 (overrides WORKER_PROCESSES; default: CPU count)",
+        help="worker processes, 1-1024 (overrides WORKER_PROCESSES; default: the CPUs it may use)",
     )
 
 

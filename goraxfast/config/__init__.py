@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from goraxfast.config.cpus import default_worker_processes
 from goraxfast.config.environment import environment_problems, profile_problem
 from goraxfast.config.parse import QUEUE_NAME, QUEUE_NAME_RULE, integer, number
 from goraxfast.config.settings import (
@@ -87,7 +88,8 @@ class Config:
     health_port: int = 8081
     health_host: str = "127.0.0.1"
     # goraxfast's own settings (named in gorax's style, validated the same way)
-    worker_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
+    #: one per CPU this process may use: its affinity and cgroup CPU quota, not the machine's
+    worker_processes: int = field(default_factory=default_worker_processes)
     pollers: int = 0  # 0: automatic; else the most receives in flight (or exactly, if fixed)
     prefetch: int | None = None  # None: automatic; else the most held beyond the running ones
     pipeline: str = "auto"  # "fixed": QUEUE_POLLERS and QUEUE_PREFETCH are kept as they are
