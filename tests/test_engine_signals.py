@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from engine_support import engine_env, publish, queue_counts, trace_lines
+from faultproxy import FaultProxy, Rule
 
 from goraxfast.cli.moto_server import free_port
 
@@ -237,3 +238,36 @@ def test_a_handler_killed_for_its_timeout_leaves_its_stack_in_the_log(
             os.killpg(proc.pid, signal.SIGKILL)
     assert "killing worker" in out and "QUEUE_PROCESS_TIMEOUT" in out, out
     assert "cli_handlers.py" in out and "in slow" in out, out  # the frame it was stuck in
+
+
+def _group_gone(pgid: int, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.parametrize("to", ["group", "parent"])
+def test_a_signal_during_the_start_up_checks_stops_cleanly_with_exit_0(
+    config, sqs_endpoint: str, tmp_path: Path, to: str
+) -> None:
+    """SQS does not answer the start-up checks (a slow region, a NAT still coming up), and
+    systemd or Kubernetes stops the engine meanwhile: it exits 0 at once with one line, its
+    workers with it, rather than dying by the signal with its zygote left to notice."""
+    with FaultProxy(sqs_endpoint) as proxy:
+        proxy.add(Rule.blackhole("GetQueueAttributes"))
+        proc = start_engine(config.with_(aws_endpoint=proxy.endpoint), tmp_path / "trace")
+        deadline = time.monotonic() + 30
+        while proxy.count("GetQueueAttributes") == 0:
+            assert proc.poll() is None and time.monotonic() < deadline, "no start-up check"
+            time.sleep(0.02)
+        send(proc, signal.SIGTERM, to)
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+    assert "SIGTERM during start-up: stopped before receiving anything (exit 0)" in out
+    assert "Traceback" not in out
+    assert _group_gone(proc.pid), "a worker or the zygote outlived the engine"

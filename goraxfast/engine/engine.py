@@ -128,6 +128,9 @@ class Engine:
         self._stop_task: asyncio.Task[None] | None = None
         self._forced = False
         self._signals_installed: list[int] = []
+        #: ``run()``'s start-up, so that a stop signal during it can cancel it (its name: which)
+        self._starting: asyncio.Task[None] | None = None
+        self._stopped_starting = ""
         self.metrics: MetricsCollector | None = None
         self.http: HealthServer | None = None
         self.dispatcher: Dispatcher | None = None
@@ -297,10 +300,8 @@ class Engine:
         for task in self._tasks:
             task.add_done_callback(self._on_task_done)
         pipeline.start()
-        if handle_signals:
-            for sig in STOP_SIGNALS:
-                loop.add_signal_handler(sig, self._on_signal, sig)
-                self._signals_installed.append(sig)
+        if handle_signals and not self._signals_installed:
+            self._install_signals(loop)
         self.state = State.RUNNING
         health_port = self.health_port if self.http is not None else None
         facts = start_facts(
@@ -344,14 +345,47 @@ class Engine:
         return self._handler_mean.update(sum(totals.histogram), totals.handler_ns_total)
 
     async def _run_main(self) -> int:
-        await self.start(handle_signals=True)
+        loop = asyncio.get_running_loop()
+        # Signals first: the start-up checks ask SQS and may take seconds (retries, a slow
+        # network), and a SIGTERM then must stop the engine cleanly, not kill it mid-way.
+        self._install_signals(loop)
+        self._starting = loop.create_task(self.start(handle_signals=True))
+        try:
+            await self._starting
+        except asyncio.CancelledError:
+            if not self._stopped_starting:
+                raise
+            if self.state is not State.STOPPED:  # cancelled before start() began
+                await self._teardown()
+            log.info(
+                "%s during start-up: stopped before receiving anything (exit %d)",
+                self._stopped_starting,
+                self.exit_code,
+            )
+            return self.exit_code
+        finally:
+            self._starting = None
         await self.wait()
         return self.exit_code
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+            self._signals_installed.append(sig)
 
     # --- running -------------------------------------------------------------------------------
 
     def _on_signal(self, sig: int) -> None:
         name = signal.Signals(sig).name
+        starting = self._starting
+        if starting is not None and not starting.done():
+            # Nothing received yet: cancelling the start-up tears down what it opened and
+            # forked; a second signal (a process group's, or an impatient operator's) adds
+            # nothing to that.
+            if not self._stopped_starting:
+                self._stopped_starting = name
+                starting.cancel()
+            return
         if self.state is State.DRAINING or self._stop_task is not None:
             if self._forced:
                 return  # a group signal reaches us once per sender; one force is enough
