@@ -62,6 +62,7 @@ from goraxfast.errors import EngineError
 from goraxfast.ops.http import HealthServer
 from goraxfast.ops.prometheus import queue_families, render
 from goraxfast.ops.queue_metrics import MetricsCollector
+from goraxfast.ops.sdnotify import Notifier, watchdog
 from goraxfast.worker.handler import Handler, bind_handler
 
 __all__ = [
@@ -131,6 +132,9 @@ class Engine:
         #: ``run()``'s start-up, so that a stop signal during it can cancel it (its name: which)
         self._starting: asyncio.Task[None] | None = None
         self._stopped_starting = ""
+        #: systemd's Type=notify: only ``run()`` speaks for the process (an application that
+        #: embeds the engine says READY=1 itself, when all of it is ready)
+        self._notifier = Notifier({})
         self.metrics: MetricsCollector | None = None
         self.http: HealthServer | None = None
         self.dispatcher: Dispatcher | None = None
@@ -288,6 +292,10 @@ class Engine:
             loop.add_reader(seat.consumer.fileno(), self._guarded, dispatcher.on_results, seat)
         await self._start_operators_face()
         self._tasks = start_background(loop, cfg, parts, self._workforce)
+        if self._notifier.watchdog_interval_s is not None:
+            self._tasks.append(
+                loop.create_task(watchdog(self._notifier, self.liveness), name="goraxfast-watchdog")
+            )
         pipeline = self._pipeline = build_pipeline(
             cfg,
             clients.dp,
@@ -313,6 +321,9 @@ class Engine:
             health_port=health_port,
         )
         log_start(cfg, facts)  # the start line: what an operator checks first
+        self._notifier.ready(
+            f"receiving from {cfg.queue_url.rsplit('/', 1)[-1]} with {self.workers} workers"
+        )
         if self.fatal_error is not None:
             # Something failed while the engine was starting (a worker that cannot start, say):
             # _fail() could only record it then; act on it now.
@@ -349,6 +360,7 @@ class Engine:
         # Signals first: the start-up checks ask SQS and may take seconds (retries, a slow
         # network), and a SIGTERM then must stop the engine cleanly, not kill it mid-way.
         self._install_signals(loop)
+        self._notifier = Notifier()
         self._starting = loop.create_task(self.start(handle_signals=True))
         try:
             await self._starting
@@ -446,6 +458,7 @@ class Engine:
         cfg = self.config
         grace = cfg.shutdown_grace_s if grace_s is None else grace_s
         self.state = State.DRAINING
+        self._notifier.stopping("draining")
         assert self.dispatcher is not None and self.acker is not None
         assert self._force is not None
         # 1. stop receiving. A long poll in flight is not abandoned (SQS would complete it for
@@ -485,6 +498,7 @@ class Engine:
         self._workforce.kill_all()
 
     async def _teardown(self) -> None:
+        self._notifier.close()
         await close_all(
             asyncio.get_running_loop(),
             pipeline=self._pipeline,
