@@ -7,13 +7,11 @@ import asyncio
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from engine_support import engine_env
+from test_engine_signals import start_engine
 
 from goraxfast.core.service_manager import NotifyTarget, notify_message, notify_target
 from goraxfast.ops.sdnotify import Notifier, watchdog
@@ -153,31 +151,9 @@ def test_goraxfast_run_under_type_notify_says_ready_feeds_the_watchdog_and_says_
         name = f"goraxfast-test-{os.getpid()}"
         systemd.sock.bind(b"\0" + name.encode())
         address = "@" + name
-    env = engine_env(
-        config.aws_endpoint,
-        config.queue_url,
-        config.dlq_url,
-        tmp_path / "trace",
-        NOTIFY_SOCKET=address,
-        WATCHDOG_USEC="200000",  # a ping every 0.1 s
-    )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "goraxfast",
-            "run",
-            "--handler",
-            "cli_handlers:slow",
-            "--workers",
-            "1",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_engine(
+        config, tmp_path / "trace", NOTIFY_SOCKET=address, WATCHDOG_USEC="200000"
+    )  # WATCHDOG_USEC: a ping every 0.1 s
     try:
         ready = systemd.wait_for(b"READY=1")
         assert b"STATUS=receiving from " in ready
