@@ -79,10 +79,11 @@ def test_notify_message(kwargs: dict[str, object], message: bytes) -> None:
 class FakeSystemd:
     """The receiving end of NOTIFY_SOCKET, as systemd binds it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | bytes) -> None:
+        """``path``: a file system path, or an abstract name (bytes, its leading NUL included)."""
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
+        self.sock.bind(path if isinstance(path, bytes) else str(path))
         self.got: list[bytes] = []
 
     def wait_for(self, wanted: bytes, timeout_s: float = 30.0) -> bytes:
@@ -143,14 +144,9 @@ def test_the_watchdog_goes_silent_once_the_engine_is_not_alive(tmp_path: Path) -
 def test_goraxfast_run_under_type_notify_says_ready_feeds_the_watchdog_and_says_stopping(
     config, tmp_path: Path, abstract: bool
 ) -> None:
-    systemd = FakeSystemd(tmp_path / "notify")
-    address = str(systemd.path)
-    if abstract:
-        systemd.close()
-        systemd.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        name = f"goraxfast-test-{os.getpid()}"
-        systemd.sock.bind(b"\0" + name.encode())
-        address = "@" + name
+    name = f"goraxfast-test-{os.getpid()}"
+    systemd = FakeSystemd(b"\0" + name.encode() if abstract else tmp_path / "notify")
+    address = "@" + name if abstract else str(tmp_path / "notify")
     proc = start_engine(
         config, tmp_path / "trace", NOTIFY_SOCKET=address, WATCHDOG_USEC="200000"
     )  # WATCHDOG_USEC: a ping every 0.1 s

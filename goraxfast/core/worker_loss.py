@@ -35,3 +35,9 @@ def lost_outcome(slot: int, *, started: bool, timed_out_slot: int, forced: bool)
     if timed_out_slot == ALL_SLOTS or slot == timed_out_slot:
         return Outcome.TIMEOUT
     return Outcome.CRASH
+
+
+def lost_reason(outcome: Outcome, how: str) -> str:
+    """The failed attempt's reason, from how the workforce says the worker died: a timeout's
+    says the parent killed it, anything else is what happened to it."""
+    return f"worker killed ({how})" if outcome is Outcome.TIMEOUT else how

@@ -80,6 +80,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from goraxfast.core import counters as C
+from goraxfast.core.ack_actions import ack_for
 from goraxfast.core.acks import AckEntry, AckKind
 from goraxfast.core.attempts import (
     FAILED_ATTEMPTS,
@@ -99,7 +100,7 @@ from goraxfast.core.records import DELIVERY_ENCODER, RESULT_DECODER, Delivery
 from goraxfast.core.retry import Action, ActionKind, Outcome, RetryPolicy
 from goraxfast.core.ring import RingConsumer
 from goraxfast.core.sqs_model import ReceivedMessage
-from goraxfast.core.worker_loss import NOT_TIMED_OUT, lost_outcome
+from goraxfast.core.worker_loss import NOT_TIMED_OUT, lost_outcome, lost_reason
 from goraxfast.engine.acker import Acker
 from goraxfast.engine.dispatch_log import DispatchLog
 from goraxfast.engine.held import STAGED, DispatchCounters, Held, delivery_slot, held_of
@@ -489,37 +490,24 @@ class Dispatcher:
 
     def _apply(self, h: Held, action: Action, now: float) -> None:
         """Stage the ack ``action`` asks for (the acker wakes itself when that is needed)."""
-        kind = action.kind
-        if kind is ActionKind.DELETE:
-            self.acker.stage(AckKind.DELETE, AckEntry(h.slot, h.receipt_handle), now)
-        elif kind is ActionKind.CHANGE_VISIBILITY:
-            self.acker.stage(
-                AckKind.VISIBILITY,
-                AckEntry(h.slot, h.receipt_handle, action.visibility_timeout_s),
-                now,
-            )
-        elif kind is ActionKind.DEAD_LETTER:
-            letter = DeadLetter(
-                body=h.body.decode("utf-8", "replace"),
-                attributes=h.attributes,
-                reason=action.reason,
-                receive_count=h.receive_count,
-                message_id=h.message_id,
-                source_queue=self.queue_url,
-                keep_visibility_s=action.visibility_timeout_s,
-                group_id=h.group,
-            )
-            self.acker.stage(
-                AckKind.DEAD_LETTER, AckEntry(h.slot, h.receipt_handle, payload=letter), now
-            )
-        elif kind is ActionKind.REDRIVE:
+        if action.kind is ActionKind.REDRIVE:
             self.counters.dead_letter_no_dlq += 1
             self._log.redrive(h, action, now)
-            self.acker.stage(
-                AckKind.VISIBILITY,
-                AckEntry(h.slot, h.receipt_handle, action.visibility_timeout_s),
-                now,
-            )
+        ack = ack_for(action, h.slot, h.receipt_handle, lambda: self._letter(h, action))
+        if ack is not None:
+            self.acker.stage(ack[0], ack[1], now)
+
+    def _letter(self, h: Held, action: Action) -> DeadLetter:
+        return DeadLetter(
+            body=h.body.decode("utf-8", "replace"),
+            attributes=h.attributes,
+            reason=action.reason,
+            receive_count=h.receive_count,
+            message_id=h.message_id,
+            source_queue=self.queue_url,
+            keep_visibility_s=action.visibility_timeout_s,
+            group_id=h.group,
+        )
 
     # --- time-driven ------------------------------------------------------------------------
 
@@ -606,10 +594,8 @@ class Dispatcher:
                         self.ready.append(handover)
                     if self.order is not None:
                         self._group_goes_back(slot)
-            elif outcome is Outcome.TIMEOUT:
-                self.complete(slot, outcome, reason=f"worker killed ({how})")
             else:
-                self.complete(slot, outcome, reason=how)
+                self.complete(slot, outcome, reason=lost_reason(outcome, how))
         seat.slots.clear()
         seat.timed_out_slot = NOT_TIMED_OUT
         self.pump()  # tenant slots its settles handed over: to the live workers now

@@ -36,6 +36,7 @@ from goraxfast.core.exit_codes import (
 from goraxfast.core.health import HealthStatus
 from goraxfast.core.outage import Outage
 from goraxfast.core.probes import HandlerMean, readiness
+from goraxfast.core.redrive import queue_name_of
 from goraxfast.engine.acker import Acker
 from goraxfast.engine.background import start_background
 from goraxfast.engine.build import (
@@ -322,7 +323,7 @@ class Engine:
         )
         log_start(cfg, facts)  # the start line: what an operator checks first
         self._notifier.ready(
-            f"receiving from {cfg.queue_url.rsplit('/', 1)[-1]} with {self.workers} workers"
+            f"receiving from {queue_name_of(cfg.queue_url)} with {self.workers} workers"
         )
         if self.fatal_error is not None:
             # Something failed while the engine was starting (a worker that cannot start, say):
