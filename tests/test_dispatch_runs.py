@@ -17,7 +17,9 @@ from goraxfast.core.acks import AckBatcher
 from goraxfast.core.leases import LeaseBook
 from goraxfast.core.limiter import TenantLimiter
 from goraxfast.core.message import ExecutionMessage, encode_message
-from goraxfast.core.retry import RetryPolicy
+from goraxfast.core.records import DELIVERY_DECODER, RESULT_ENCODER, Result
+from goraxfast.core.recycling import NO_BUDGET_LIMIT
+from goraxfast.core.retry import Outcome, RetryPolicy
 from goraxfast.core.sqs_model import ReceivedMessage
 from goraxfast.engine.acker import Acker
 from goraxfast.engine.dispatch import Dispatcher
@@ -102,3 +104,65 @@ def test_a_worker_still_in_its_init_gets_nothing_until_it_is_ready(
     seats[1].seat.counters[C.PID] = seats[1].pid
     assert d.on_results(seats[1]) == 0  # its wake-up with an empty ring
     assert held_by_seat(seats) == [1, 1]
+
+
+def test_a_worker_is_given_no_more_than_its_recycling_budget(seats: list[SeatState]) -> None:
+    d = dispatcher(seats)
+    d.bursts.observe(SHORT_NS)
+    seats[0].budget, seats[1].budget = 3, 4
+    receive(d, 10)
+    assert sorted(held_by_seat(seats)) == [3, 4] and len(d.ready) == 3  # the rest wait
+    assert [(s.budget, s.given) for s in seats] == [(0, 3), (0, 4)]
+
+
+def test_without_a_recycling_limit_the_budget_never_holds_a_worker_back(
+    seats: list[SeatState],
+) -> None:
+    d = dispatcher(seats)
+    d.bursts.observe(SHORT_NS)
+    receive(d, 10)
+    assert sorted(held_by_seat(seats)) == [0, 10]
+    assert sorted(s.budget for s in seats) == [NO_BUDGET_LIMIT - 10, NO_BUDGET_LIMIT]
+
+
+def test_a_worker_out_of_budget_is_reported_spent_once_its_last_result_is_in(
+    seats: list[SeatState],
+) -> None:
+    d = dispatcher(seats)
+    d.bursts.observe(SHORT_NS)
+    spent: list[int] = []
+    d.on_spent = lambda seat: spent.append(seat.index)
+    seats[0].budget = 2
+    seats[1].seat.counters[C.PID] = 0  # still in its init: everything goes to worker 0
+    receive(d, 4)
+    assert held_by_seat(seats) == [2, 0] and len(d.ready) == 2
+    taken = [DELIVERY_DECODER.decode(r) for r in seats[0].seat.down.consumer().get_many()]
+    up = seats[0].seat.up.producer()
+    assert up.put(RESULT_ENCODER.encode(Result(taken[0].slot, int(Outcome.SUCCESS))))
+    assert d.on_results(seats[0]) == 1
+    assert spent == []  # it still holds one
+    assert up.put(RESULT_ENCODER.encode(Result(taken[1].slot, int(Outcome.SUCCESS))))
+    assert d.on_results(seats[0]) == 1
+    assert spent == [0] and held_by_seat(seats) == [0, 0]
+    assert len(d.ready) == 2  # waiting for a worker that may take them, not given to worker 0
+
+
+def test_what_a_recycled_worker_hands_back_unstarted_goes_to_another_worker_not_to_sqs(
+    seats: list[SeatState],
+) -> None:
+    d = dispatcher(seats)
+    d.bursts.observe(SHORT_NS)
+    seats[1].seat.counters[C.PID] = 0  # still in its init
+    receive(d, 4)
+    assert held_by_seat(seats) == [4, 0]
+    seats[0].budget, seats[0].recycling_reason = 0, "resident memory over the limit"
+    taken = [DELIVERY_DECODER.decode(r) for r in seats[0].seat.down.consumer().get_many()]
+    up = seats[0].seat.up.producer()
+    assert up.put(RESULT_ENCODER.encode(Result(taken[0].slot, int(Outcome.SUCCESS))))
+    for t in taken[1:]:  # what a draining worker writes for each delivery it never started
+        assert up.put(RESULT_ENCODER.encode(Result(t.slot, int(Outcome.RELEASED))))
+    seats[1].seat.counters[C.PID] = seats[1].pid  # the other worker is ready now
+    assert d.on_results(seats[0]) == 4
+    assert held_by_seat(seats) == [0, 3]
+    assert d.counters.released == 0 and d.acker.pending == 1  # one delete, no visibility change
+    assert sorted(seats[1].slots) == sorted(t.slot for t in taken[1:])

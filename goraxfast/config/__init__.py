@@ -95,6 +95,8 @@ class Config:
     pipeline: str = "auto"  # "fixed": QUEUE_POLLERS and QUEUE_PREFETCH are kept as they are
     ack_flush_ms: int = 20
     shutdown_grace_s: float = 30.0
+    worker_max_messages: int = 0  # 0: never recycle a worker after so many messages
+    worker_max_memory_mb: int = 0  # 0: never recycle a worker for its resident memory
     tenant_limits: Mapping[str, int] = field(default_factory=dict)
     retry_base_s: float = 30.0
     retry_max_s: float = 300.0

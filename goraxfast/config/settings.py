@@ -163,6 +163,18 @@ SETTINGS: tuple[Setting, ...] = (
         number(0, _12H),
         "drain time on shutdown",
     ),
+    Setting(
+        "WORKER_MAX_MESSAGES",
+        "worker_max_messages",
+        integer(0, 1_000_000_000),
+        "messages a worker runs before a fresh one replaces it (0: never)",
+    ),
+    Setting(
+        "WORKER_MAX_MEMORY_MB",
+        "worker_max_memory_mb",
+        integer(0, 1 << 30),
+        "resident MiB past which a worker is replaced once it finishes what it holds (0: never)",
+    ),
     Setting("WORKER_TENANT_LIMITS", "tenant_limits", tenant_limits, "per-tenant caps: a=2,b=5"),
     Setting(
         "QUEUE_RETRY_BASE_SECONDS",

@@ -23,9 +23,10 @@ __all__ = ["start_background"]
 def start_background(
     loop: asyncio.AbstractEventLoop, cfg: Config, parts: Parts, workforce: Workforce
 ) -> list[asyncio.Task[Any]]:
-    """Start the acker, the lease keeper, the throttle expiry and the supervisor, in order."""
+    """Start the acker, the lease keeper, the throttle expiry and the supervisor, in order,
+    and the memory watch when WORKER_MAX_MEMORY_MB asks for one."""
     dispatcher = parts.dispatcher
-    return [
+    tasks = [
         loop.create_task(parts.acker.run(), name="goraxfast-acker"),
         loop.create_task(
             keep_leases(
@@ -48,3 +49,10 @@ def start_background(
         ),
         loop.create_task(workforce.supervise(), name="goraxfast-supervise"),
     ]
+    if workforce.recycler.watches_memory:
+        tasks.append(
+            loop.create_task(
+                workforce.recycler.watch_memory(workforce.states), name="goraxfast-memory"
+            )
+        )
+    return tasks

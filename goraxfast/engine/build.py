@@ -173,6 +173,9 @@ def build_parts(
         receive_at_least=min(cfg.max_messages, max(1, first_prefetch)),
     )
     dispatcher.on_room = credits.changed
+    dispatcher.on_spent = workforce.recycler.spend
+    if workforce.recycler.watches_memory:
+        dispatcher.on_seat_ready = workforce.recycler.ready
     acker.on_room = credits.changed
     throttle_waiting = Wakeup()
     dispatcher.on_waiting = throttle_waiting.set

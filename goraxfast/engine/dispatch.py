@@ -154,6 +154,10 @@ class Dispatcher:
         self.on_room: Callable[[], None] = lambda: None
         #: called when a message starts waiting for its tenant's slot (the throttle clock)
         self.on_waiting: Callable[[], None] = lambda: None
+        #: called when a worker is first seen past its worker_init, before it is given work
+        self.on_seat_ready: Callable[[SeatState], None] = lambda _seat: None
+        #: called when a seat that ran its recycling budget has given back its last delivery
+        self.on_spent: Callable[[SeatState], None] = lambda _seat: None
         self.bursts = BurstSizer()
         # The policy's answer to a success never depends on the message: asked once, so that
         # the common case skips building an Action per message.
@@ -307,7 +311,8 @@ class Dispatcher:
             seat = self._pick_seat(deep)
             if seat is None:
                 break
-            room = min((seat.cap if deep else seat.shallow_cap) - len(seat.slots), run)
+            room = min((seat.cap if deep else seat.shallow_cap) - len(seat.slots), run, seat.budget)
+            given = room
             put = seat.producer.put
             slots = seat.slots
             full = False
@@ -339,6 +344,9 @@ class Dispatcher:
                 touched.add(seat)
                 dispatched += 1
                 room -= 1
+            given -= room
+            seat.given += given
+            seat.budget -= given
             if full:
                 break
         self.counters.dispatched += dispatched
@@ -358,7 +366,8 @@ class Dispatcher:
                 if not seat.pid or seat.seat.counters[C.PID] != seat.pid:
                     continue
                 seat.ready = True
-            room = (seat.cap if deep else seat.shallow_cap) - len(seat.slots)
+                self.on_seat_ready(seat)
+            room = min((seat.cap if deep else seat.shallow_cap) - len(seat.slots), seat.budget)
             if room > best_room:
                 best, best_room = seat, room
         return best
@@ -394,6 +403,8 @@ class Dispatcher:
             self.bursts.observe(ran_ns // ran)  # one observation per batch: their mean
         self.on_room()
         self.pump()
+        if not seat.budget and not seat.slots:
+            self.on_spent(seat)
         return len(records)
 
     def complete(
@@ -419,6 +430,8 @@ class Dispatcher:
         now: float,
         started_ns: int = 0,
     ) -> None:
+        if outcome is Outcome.RELEASED and self.accepting and self._take_back(slot):
+            return
         h = self.held.pop(slot, None)
         if h is None:
             return
@@ -461,6 +474,17 @@ class Dispatcher:
                 self._group_goes_back(slot)
 
     # --- FIFO message groups -------------------------------------------------------------------
+
+    def _take_back(self, slot: int) -> bool:
+        """A delivery a worker being recycled never started goes back to the front of the
+        ready queue, for another worker: not to SQS, and not counted as released."""
+        h = self.held.get(slot)
+        if h is None or h.seat < 0 or not self.seats[h.seat].recycling_reason:
+            return False
+        self.seats[h.seat].slots.discard(slot)
+        h.seat = -1
+        self.ready.appendleft(slot)
+        return True
 
     def _group_moves_on(self, slot: int, now: float) -> None:
         """``slot`` is done for good (deleted or dead-lettered): the next of its group may run."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from goraxfast.core.recycling import NO_BUDGET_LIMIT
 from goraxfast.core.worker_loss import ALL_SLOTS, NOT_TIMED_OUT
 from goraxfast.ipc.rings import ChannelConsumer, ChannelProducer, Seat
 
@@ -27,6 +28,11 @@ class SeatState:
     ready: bool = False  # past worker_init (seen once its pid is in its counter block)
     #: set when the parent kills it for QUEUE_PROCESS_TIMEOUT (ALL_SLOTS: every one)
     timed_out_slot: int = NOT_TIMED_OUT
+    #: deliveries it may still be given before it is recycled (WORKER_MAX_MESSAGES, memory)
+    budget: int = NO_BUDGET_LIMIT
+    given: int = 0  # deliveries given to this worker since its fork
+    recycling_reason: str = ""  # why it is due for recycling (it gets no more work)
+    recycling: str = ""  # the same, once it was told to exit
 
     @classmethod
     def of(cls, index: int, seat: Seat, cap: int, shallow_cap: int | None = None) -> SeatState:

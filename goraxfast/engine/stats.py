@@ -66,6 +66,7 @@ class EngineStats:
     ack_errors: int
     in_flight: int
     worker_restarts: int
+    worker_recycles: int  # healthy workers replaced for WORKER_MAX_MESSAGES / _MEMORY_MB
     receives: int
     empty_receives: int
     receive_errors: int
@@ -83,6 +84,7 @@ class EngineStats:
             f"retried={self.retried} rejected={self.rejected} timed_out={self.timed_out} "
             f"crashed={self.crashed} poison={self.poison} dead_lettered={self.dead_lettered} "
             f"deleted={self.deleted} released={self.released} worker_restarts={self.worker_restarts} "
+            f"worker_recycles={self.worker_recycles} "
             f"acks_pending={self.acks_pending}"
         )
 
@@ -122,6 +124,7 @@ def snapshot(src: StatsSources) -> EngineStats:
         ack_errors=(a.counters.call_errors + a.counters.entries_given_up) if a else 0,
         in_flight=len(d.held) if d else 0,
         worker_restarts=src.workforce.replaced,
+        worker_recycles=sum(src.workforce.recycler.counts.values()),
         receives=p.receives,
         empty_receives=p.empty_receives,
         receive_errors=p.receive_errors,
@@ -195,6 +198,13 @@ def engine_families(src: StatsSources) -> list[MetricFamily]:
         _counter("goraxfast_throttled", "Messages that waited for a tenant slot.", s.throttled),
         _counter("goraxfast_lease_renewals", "Visibility extensions requested.", s.lease_renewals),
         _counter("goraxfast_worker_restarts", "Workers replaced after dying.", s.worker_restarts),
+        MetricFamily(
+            "goraxfast_worker_recycles",
+            "counter",
+            "Healthy workers replaced by a fresh one once they finished what they held, by the "
+            "limit they reached (WORKER_MAX_MESSAGES, WORKER_MAX_MEMORY_MB).",
+            [Sample(v, {"reason": k}) for k, v in src.workforce.recycler.counts.items()],
+        ),
         _counter("goraxfast_receive_calls", "ReceiveMessage calls.", s.receives),
         _counter("goraxfast_receive_errors", "Failed ReceiveMessage calls.", s.receive_errors),
         _counter(

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from goraxfast.config import Config
 from goraxfast.core import counters as C
 from goraxfast.core.restarts import RestartPolicy, Verdict
+from goraxfast.engine.recycler import Recycler
 from goraxfast.engine.seats import ALL_SLOTS, NOT_TIMED_OUT, SeatState
 from goraxfast.errors import EngineError
 from goraxfast.ipc.rings import Seat, create_seats
@@ -66,6 +67,7 @@ class Workforce:
         self.states: list[SeatState] = []
         self.zygote: Zygote | None = None
         self.restarts = RestartPolicy()
+        self.recycler = Recycler(config.worker_max_messages, config.worker_max_memory_mb)
         self.retired = C.WorkerTotals.zero()  # counters of workers gone, so totals never drop
         self.replaced = 0
         self.stopping = False  # draining: dead workers are not replaced
@@ -187,11 +189,19 @@ class Workforce:
         started_any, ready = self.exited(ev)
         how = f"worker {ev.seat} (pid {ev.pid}) {ev.describe_exit()}"
         lost = len(seat.slots)
-        self._on_lost(seat, how)
+        self._on_lost(seat, how)  # what a recycled worker handed back is still taken back
+        recycled = self.recycler.recycled(seat, ev.pid, clean_exit=ev.clean())
         self.retire(seat)
         if self.stopping:
             if not self.any_alive():
                 self.all_exited.set()
+            return
+        if recycled:
+            log.info(
+                "worker %d (pid %d) recycled: %s; forking a fresh one", ev.seat, ev.pid, recycled
+            )
+            self.restarts.exited(ev.seat, time.monotonic(), started_any=True)
+            self._spawn(ev.seat)
             return
         log.warning("%s with %d deliveries in hand; replacing it", how, lost)
         if self.verdict(ev, started_any=started_any, ready=ready) is Verdict.GIVE_UP:
@@ -202,6 +212,7 @@ class Workforce:
     def spawned(self, ev: WorkerEvent) -> SeatState:
         seat = self.states[ev.seat]
         seat.pid, seat.alive, seat.ready = ev.pid, True, False
+        self.recycler.fresh(seat)
         return seat
 
     def exited(self, ev: WorkerEvent) -> tuple[bool, bool]:

@@ -55,6 +55,10 @@ class WorkerEvent:
     pid: int
     status: int
 
+    def clean(self) -> bool:
+        """It exited 0 (drained, recycled or orphaned), not by a signal or an error code."""
+        return os.WIFEXITED(self.status) and os.WEXITSTATUS(self.status) == 0
+
     def describe_exit(self) -> str:
         if os.WIFSIGNALED(self.status):
             sig = os.WTERMSIG(self.status)
