@@ -34,3 +34,16 @@ def logs_then_fails(msg, info):  # type: ignore[no-untyped-def]
     log.info("handling %s", msg.execution_id)
     log.warning("about to fail on %s", msg.execution_id)
     raise ValueError(f"bad input in {msg.execution_id}")
+
+
+def init_worker(worker_index):  # type: ignore[no-untyped-def]
+    """A ``--worker-init``: traces ``init <worker_index> <pid>`` once per new worker."""
+    append(os.environ["GORAXFAST_TEST_TRACE"], "init", worker_index, os.getpid())
+
+
+def init_takes_nothing():  # type: ignore[no-untyped-def]
+    """Not a worker_init: it cannot take the worker's index."""
+
+
+async def init_async(worker_index):  # type: ignore[no-untyped-def]
+    """Not a worker_init: a worker calls it before any event loop exists."""

@@ -18,7 +18,13 @@ from goraxfast.cli.moto_server import free_port
 
 
 def start_engine(
-    config, trace: Path, *, sleep_s: float = 1.0, grace_s: float = 20, **extra_env: str
+    config,
+    trace: Path,
+    *,
+    sleep_s: float = 1.0,
+    grace_s: float = 20,
+    flags: tuple[str, ...] = (),
+    **extra_env: str,
 ) -> subprocess.Popen[str]:  # type: ignore[no-untyped-def]
     """``goraxfast run`` in a process group of its own, as systemd and Kubernetes start it."""
     settings = {
@@ -39,6 +45,7 @@ def start_engine(
             "cli_handlers:slow",
             "--workers",
             "2",
+            *flags,
         ],
         env=env,
         stdout=subprocess.PIPE,

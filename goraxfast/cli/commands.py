@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import shlex
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import msgspec
 
@@ -292,6 +293,13 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         help="the handler to run on every message (the current directory is importable)",
     )
     p.add_argument(
+        "--worker-init",
+        type=flag("--worker-init", handler_path),
+        metavar="MODULE:FUNCTION",
+        help="called as FUNCTION(worker_index) once in each new worker before its first "
+        "message: open connections, load per-process state (a fresh worker runs it again)",
+    )
+    p.add_argument(
         "--workers",
         type=flag("--workers", integer(1, 1024)),
         metavar="N",
@@ -301,18 +309,49 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace, config: Config) -> int:
     from goraxfast.engine.engine import Engine
-    from goraxfast.worker.handler import bind_handler
+    from goraxfast.worker.handler import bind_handler, load_handler
 
     if args.workers is not None:
         config = config.with_(worker_processes=args.workers)
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # as gunicorn does: the app's own modules resolve
+    problems: list[ConfigProblem] = []
+    bound = worker_init = None
     try:
         bound = bind_handler(args.handler)  # before forking: a handler that cannot load is
     except HandlerError as exc:  # a mistake of the flag, told in one line
-        raise ConfigError([ConfigProblem("--handler", args.handler, str(exc))]) from exc
-    engine = Engine(config, bound.func)
+        problems.append(ConfigProblem("--handler", args.handler, str(exc)))
+    if args.worker_init is not None:
+        try:
+            worker_init = load_handler(args.worker_init)
+        except HandlerError as exc:
+            message = str(exc).replace("handler", "worker_init", 1)
+            problems.append(ConfigProblem("--worker-init", args.worker_init, message))
+        else:
+            shape = worker_init_problem(worker_init)
+            if shape:
+                problems.append(ConfigProblem("--worker-init", args.worker_init, shape))
+    if problems or bound is None:
+        raise ConfigError(problems)
+    engine = Engine(
+        config, bound.func, worker_init=cast("Callable[[int], None] | None", worker_init)
+    )
     return engine.run()
+
+
+def worker_init_problem(func: Callable[..., object]) -> str:
+    """Why ``func`` cannot be a worker_init ("" if it can): each worker calls it once,
+    synchronously, with its index, and a mistake there would only show as three failed
+    worker starts."""
+    if inspect.iscoroutinefunction(func):
+        return "worker_init must be a plain function (def, not async def): it runs before the worker's loop"
+    try:
+        inspect.signature(func).bind(0)
+    except TypeError:
+        return "worker_init must take the worker's index: FUNCTION(worker_index)"
+    except ValueError:  # no signature to read (a builtin): left to the call
+        pass
+    return ""
 
 
 # --- the table and main ----------------------------------------------------------------------
