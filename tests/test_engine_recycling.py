@@ -6,6 +6,7 @@ what it holds and is replaced by a fresh fork: no message runs twice or goes bac
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -54,6 +55,28 @@ async def test_workers_are_recycled_after_their_message_budget_and_nothing_runs_
         "recycled: ran 5 messages (WORKER_MAX_MESSAGES=5); forking a fresh one"
     )
     assert queue_counts(boto_sqs, config.queue_url) == (0, 0)
+
+
+async def test_async_workers_are_recycled_after_their_budget_with_their_tasks_finished(
+    config: Config, boto_sqs, tmp_path: Path
+) -> None:
+    trace = tmp_path / "trace"
+    ids = publish(boto_sqs, config.queue_url, 24, tenants=8)
+
+    async def handler(msg, info):
+        await asyncio.sleep(0.02)  # several run at once in one worker
+        append(trace, msg.execution_id, info.receive_count, os.getpid())
+
+    cfg = engine_config(config, worker_processes=1, concurrent_workers=4, worker_max_messages=6)
+    async with Engine(cfg, handler) as engine:
+        await wait_until(lambda: engine.stats().deleted >= 24, what="24 deletes")
+        stats = engine.stats()
+    lines = trace_lines(trace)
+    assert sorted(line[0] for line in lines) == sorted(ids)
+    assert {line[1] for line in lines} == {"1"}
+    per_pid = Counter(line[2] for line in lines)
+    assert max(per_pid.values()) <= 6 and len(per_pid) >= 4, per_pid
+    assert stats.worker_recycles >= 3 and stats.worker_restarts == 0 and stats.released == 0
 
 
 async def test_a_worker_that_grows_past_the_memory_limit_is_replaced_once_it_finishes(
