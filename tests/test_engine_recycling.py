@@ -7,6 +7,7 @@ what it holds and is replaced by a fresh fork: no message runs twice or goes bac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from engine_support import append, engine_config, publish, queue_counts, trace_lines, wait_until
-from test_engine_signals import start_engine
+from test_engine_signals import start_engine, wait_for_traced
 
 from goraxfast.config import Config
 from goraxfast.core.recycling import MIB
@@ -142,12 +143,10 @@ def test_goraxfast_run_recycles_workers_from_the_environment_and_stops_cleanly(
     ids = publish(boto_sqs, config.queue_url, 12)
     proc = start_engine(config, trace, sleep_s=0.01, WORKER_MAX_MESSAGES="3")
     try:
-        deadline = time.monotonic() + 30
-        while len([ln for ln in trace_lines(trace) if ln[0] == "end"]) < 12:
-            assert proc.poll() is None and time.monotonic() < deadline, "not all 12 ran"
-            time.sleep(0.02)
+        wait_for_traced(trace, "end", 12, proc)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the whole group, as systemd stops it
+        with contextlib.suppress(ProcessLookupError):  # gone already: a failure said why
+            os.killpg(proc.pid, signal.SIGTERM)  # the whole group, as systemd stops it
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     ended = [ln for ln in trace_lines(trace) if ln[0] == "end"]

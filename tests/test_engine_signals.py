@@ -82,8 +82,16 @@ def wait_ready(proc: subprocess.Popen[str], port: int, timeout_s: float = 30) ->
 def wait_for_starts(
     trace: Path, count: int, proc: subprocess.Popen[str], timeout_s: float = 30
 ) -> None:
+    wait_for_traced(trace, "start", count, proc, timeout_s)
+
+
+def wait_for_traced(
+    trace: Path, event: str, count: int, proc: subprocess.Popen[str], timeout_s: float = 30
+) -> None:
+    """Until ``count`` lines of ``event`` (``start``, ``end``) are traced; fails at once if the
+    engine exits first."""
     deadline = time.monotonic() + timeout_s
-    while sum(1 for line in trace_lines(trace) if line[0] == "start") < count:
+    while sum(1 for line in trace_lines(trace) if line[0] == event) < count:
         if proc.poll() is not None:
             raise AssertionError(
                 f"engine exited early:\n{proc.stdout.read() if proc.stdout else ''}"

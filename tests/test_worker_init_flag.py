@@ -3,17 +3,17 @@ first message; a function that cannot be one is refused at start with the other 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from engine_support import TESTS, publish, trace_lines
-from test_engine_signals import start_engine
+from test_engine_signals import start_engine, wait_for_traced
 
 RUN = (sys.executable, "-m", "goraxfast", "run")
 
@@ -31,12 +31,10 @@ def test_every_worker_fresh_ones_included_runs_worker_init_once_before_its_first
         WORKER_MAX_MESSAGES="2",  # so that fresh workers are forked while it runs
     )
     try:
-        deadline = time.monotonic() + 30
-        while len([ln for ln in trace_lines(trace) if ln[0] == "end"]) < 8:
-            assert proc.poll() is None and time.monotonic() < deadline, "not all 8 ran"
-            time.sleep(0.02)
+        wait_for_traced(trace, "end", 8, proc)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # gone already: a failure said why
+            os.killpg(proc.pid, signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     lines = trace_lines(trace)

@@ -53,6 +53,7 @@ from goraxfast.core.sqs_model import (
     BatchResult,
     ReceivedMessage,
     SendEntry,
+    queue_name_of,
     token_problem,
 )
 from goraxfast.errors import MessageError
@@ -240,11 +241,6 @@ def count_by_reason(views: Iterable[LetterView]) -> list[tuple[str, int]]:
 
 
 # --- where the DLQ is ---------------------------------------------------------------------------
-
-
-def queue_name_of(queue_url: str) -> str:
-    """The queue's name: the last part of its URL's path."""
-    return queue_url.rstrip("/").rpartition("/")[2]
 
 
 def queue_arn_parts(arn: str) -> tuple[str, str, str] | None:

@@ -598,3 +598,8 @@ def queue_attributes_of(attrs: Mapping[str, str]) -> QueueAttributes:
         content_based_deduplication=attrs.get("ContentBasedDeduplication", "false").lower()
         == "true",
     )
+
+
+def queue_name_of(queue_url: str) -> str:
+    """The queue's name: the last part of its URL's path (SQS's, LocalStack's and moto's alike)."""
+    return queue_url.rstrip("/").rpartition("/")[2]

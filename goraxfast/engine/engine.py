@@ -36,7 +36,7 @@ from goraxfast.core.exit_codes import (
 from goraxfast.core.health import HealthStatus
 from goraxfast.core.outage import Outage
 from goraxfast.core.probes import HandlerMean, readiness
-from goraxfast.core.redrive import queue_name_of
+from goraxfast.core.sqs_model import queue_name_of
 from goraxfast.engine.acker import Acker
 from goraxfast.engine.background import start_background
 from goraxfast.engine.build import (

@@ -49,7 +49,12 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from goraxfast.core.sqs_model import SQS_MAX_ATTRIBUTES, BatchResult, attributes_size
+from goraxfast.core.sqs_model import (
+    SQS_MAX_ATTRIBUTES,
+    BatchResult,
+    attributes_size,
+    queue_name_of,
+)
 from goraxfast.errors import SQSError
 from goraxfast.version import installed_version
 
@@ -167,9 +172,8 @@ def flush(timeout_s: float = 5.0) -> bool:
     return bool(force_flush(int(timeout_s * 1000)))
 
 
-def queue_name(queue_url: str) -> str:
-    """``messaging.destination.name``: the queue's name, the last part of its URL."""
-    return queue_url.rstrip("/").rpartition("/")[2]
+#: ``messaging.destination.name``: the queue's name, the last part of its URL.
+queue_name = queue_name_of
 
 
 def _string(value: str) -> dict[str, str]:
