@@ -17,15 +17,14 @@ from botocore.exceptions import ClientError
 from goraxfast.cli.moto_server import free_port
 from goraxfast.config import Config
 from goraxfast.core.dataplane import DataPlane
+from goraxfast.core.send_plan import PlannedCall, SendPlan, whole_call_failure
 from goraxfast.core.sqs_model import (
     AMBIGUOUS_CODES,
     ERROR_VERDICTS,
     HELD_BACK_CODE,
     BatchFailure,
     BatchResult,
-    PlannedCall,
     SendEntry,
-    SendPlan,
     attributes_size,
     backoff_s,
     chunk_entries,
@@ -33,7 +32,6 @@ from goraxfast.core.sqs_model import (
     entry_size,
     is_retryable,
     send_payload,
-    whole_call_failure,
 )
 from goraxfast.errors import (
     ConfigError,

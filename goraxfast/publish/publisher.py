@@ -11,7 +11,7 @@ entries, the result and the metrics are written once in :class:`_PublishCore`.
 Message groups (:class:`Grouping`): on a FIFO queue (its URL ends ``.fifo``) every message gets
 a MessageGroupId (by ``QUEUE_FIFO_GROUP_BY``: its ``workflow_id`` by default) and a
 MessageDeduplicationId from its ``execution_id`` (none when the queue deduplicates by content),
-and a batch keeps each group's order (:class:`goraxfast.core.sqs_model.SendPlan`). On a standard
+and a batch keeps each group's order (:class:`goraxfast.core.send_plan.SendPlan`). On a standard
 queue, MessageGroupId is the tenant (``QUEUE_FAIR_QUEUE``), which SQS fair queues read as the
 tenant. An id SQS would refuse is refused here, before any call, naming the message.
 """

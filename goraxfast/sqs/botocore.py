@@ -3,7 +3,7 @@
 The engine depends only on :class:`goraxfast.core.dataplane.DataPlane` (the four hot calls), so a leaner client can
 replace botocore later without touching it. Batch calls here make exactly one request and report
 every entry; only :meth:`SQSClient.send_entries` splits and retries, and the decisions it makes
-(chunking by count and size, what is retryable, how long to wait) live in :class:`SendPlan`, a
+(chunking by count and size, what is retryable, how long to wait) live in :class:`~goraxfast.core.send_plan.SendPlan`, a
 pure state machine that the async and the sync client both drive.
 """
 
@@ -31,6 +31,7 @@ from botocore.exceptions import (
 
 from goraxfast.config import Config
 from goraxfast.core.dataplane import DataPlane
+from goraxfast.core.send_plan import PlannedCall, SendPlan, whole_call_failure
 from goraxfast.core.sqs_model import (
     QUEUE_ATTRIBUTES_READ,
     QUEUE_MISSING_CODES,
@@ -38,11 +39,9 @@ from goraxfast.core.sqs_model import (
     SQS_DEFAULT_MAX_MESSAGE_BYTES,
     SQS_MAX_WAIT_S,
     BatchResult,
-    PlannedCall,
     QueueAttributes,
     ReceivedMessage,
     SendEntry,
-    SendPlan,
     batch_result,
     check_batch_size,
     check_token,
@@ -51,7 +50,6 @@ from goraxfast.core.sqs_model import (
     received_message,
     send_payload,
     single_message_args,
-    whole_call_failure,
 )
 from goraxfast.errors import (
     ConfigError,
