@@ -91,7 +91,6 @@ from goraxfast.core.attempts import (
     SETTLED_FOR_GOOD,
 )
 from goraxfast.core.bursts import BurstSizer
-from goraxfast.core.deadletter import DeadLetter
 from goraxfast.core.leases import LeaseBook
 from goraxfast.core.limiter import Admission, TenantLimiter
 from goraxfast.core.message import accepted_tenant
@@ -103,7 +102,14 @@ from goraxfast.core.sqs_model import ReceivedMessage
 from goraxfast.core.worker_loss import NOT_TIMED_OUT, lost_outcome, lost_reason
 from goraxfast.engine.acker import Acker
 from goraxfast.engine.dispatch_log import DispatchLog
-from goraxfast.engine.held import STAGED, DispatchCounters, Held, delivery_slot, held_of
+from goraxfast.engine.held import (
+    STAGED,
+    DispatchCounters,
+    Held,
+    dead_letter_of,
+    delivery_slot,
+    held_of,
+)
 from goraxfast.engine.seats import SeatState
 from goraxfast.ops import tracing
 
@@ -205,23 +211,32 @@ class Dispatcher:
         self.counters.received += len(messages)
         # One lease for the batch, taken before any admission can release a message again.
         self.leases.add_many([h.slot for h in accepted], now)
-        admit = self.limiter.admit
-        ready = self.ready
         order = self.order
         for h in accepted:
             if order is not None and not order.arrive(h.slot, h.group):
                 self.blocked.add(h.slot)  # behind an earlier message of its group
                 continue
-            admission = admit(h.tenant, h.slot, now)
-            if admission is Admission.ADMITTED:
-                ready.append(h.slot)
-            elif admission is Admission.WAITING:
-                self.counters.throttled += 1
-                self.on_waiting()
-            else:
-                self._throttle_release(h.slot)
+            self._admit(h, now)
         self.pump()
         self._intake = []
+
+    def _admit(self, h: Held, now: float) -> None:
+        """Its tenant's slot: ready; the tenant at its cap: waiting; the waiting bounds
+        full: back to SQS with the throttle delay."""
+        admission = self.limiter.admit(h.tenant, h.slot, now)
+        if admission is Admission.ADMITTED:
+            self.ready.append(h.slot)
+        elif admission is Admission.WAITING:
+            self.counters.throttled += 1
+            self.on_waiting()
+        else:
+            self._throttle_release(h.slot)
+
+    def _free_tenant_slot(self, tenant: str) -> None:
+        """A message that held its tenant's slot is gone: the next one waiting gets it."""
+        handover = self.limiter.release(tenant)
+        if handover is not None:
+            self.ready.append(handover)
 
     def recover_intake(self, messages: Sequence[ReceivedMessage], error: BaseException) -> int:
         """:meth:`on_received` failed part-way (a bug): settle what no worker has taken.
@@ -267,9 +282,7 @@ class Dispatcher:
             if not self.limiter.remove_waiting(h.tenant, h.slot):
                 return  # never admitted: it held no tenant slot
         else:
-            handover = self.limiter.release(h.tenant)  # admitted: it held a tenant slot
-            if handover is not None:
-                self.ready.append(handover)
+            self._free_tenant_slot(h.tenant)  # admitted: it held a tenant slot
 
     def _throttle_release(self, slot: int) -> None:
         """Throttled past the local bound: back to SQS with a delay, never dead-lettered."""
@@ -407,6 +420,17 @@ class Dispatcher:
             self.on_spent(seat)
         return len(records)
 
+    def _take_back(self, slot: int) -> bool:
+        """A delivery a worker being recycled never started goes back to the front of the
+        ready queue, for another worker: not to SQS, and not counted as released."""
+        h = self.held.get(slot)
+        if h is None or h.seat < 0 or not self.seats[h.seat].recycling_reason:
+            return False
+        self.seats[h.seat].slots.discard(slot)
+        h.seat = -1
+        self.ready.appendleft(slot)
+        return True
+
     def complete(
         self,
         slot: int,
@@ -443,9 +467,7 @@ class Dispatcher:
         if h.seat >= 0:
             self.seats[h.seat].slots.discard(slot)
         self.leases.remove(slot)
-        handover = self.limiter.release(h.tenant)
-        if handover is not None:
-            self.ready.append(handover)
+        self._free_tenant_slot(h.tenant)
         counters = self.counters
         counters.completed[outcome] += 1
         if outcome is Outcome.RELEASED:
@@ -475,17 +497,6 @@ class Dispatcher:
 
     # --- FIFO message groups -------------------------------------------------------------------
 
-    def _take_back(self, slot: int) -> bool:
-        """A delivery a worker being recycled never started goes back to the front of the
-        ready queue, for another worker: not to SQS, and not counted as released."""
-        h = self.held.get(slot)
-        if h is None or h.seat < 0 or not self.seats[h.seat].recycling_reason:
-            return False
-        self.seats[h.seat].slots.discard(slot)
-        h.seat = -1
-        self.ready.appendleft(slot)
-        return True
-
     def _group_moves_on(self, slot: int, now: float) -> None:
         """``slot`` is done for good (deleted or dead-lettered): the next of its group may run."""
         assert self.order is not None
@@ -493,15 +504,7 @@ class Dispatcher:
         if nxt is None or nxt not in self.held:
             return
         self.blocked.discard(nxt)
-        h = self.held[nxt]
-        admission = self.limiter.admit(h.tenant, nxt, now)
-        if admission is Admission.ADMITTED:
-            self.ready.append(nxt)
-        elif admission is Admission.WAITING:
-            self.counters.throttled += 1
-            self.on_waiting()
-        else:
-            self._throttle_release(nxt)
+        self._admit(self.held[nxt], now)
 
     def _group_goes_back(self, slot: int) -> None:
         """``slot`` goes back to SQS (a failed attempt, a release): SQS keeps its group blocked
@@ -517,21 +520,11 @@ class Dispatcher:
         if action.kind is ActionKind.REDRIVE:
             self.counters.dead_letter_no_dlq += 1
             self._log.redrive(h, action, now)
-        ack = ack_for(action, h.slot, h.receipt_handle, lambda: self._letter(h, action))
+        ack = ack_for(
+            action, h.slot, h.receipt_handle, lambda: dead_letter_of(h, action, self.queue_url)
+        )
         if ack is not None:
             self.acker.stage(ack[0], ack[1], now)
-
-    def _letter(self, h: Held, action: Action) -> DeadLetter:
-        return DeadLetter(
-            body=h.body.decode("utf-8", "replace"),
-            attributes=h.attributes,
-            reason=action.reason,
-            receive_count=h.receive_count,
-            message_id=h.message_id,
-            source_queue=self.queue_url,
-            keep_visibility_s=action.visibility_timeout_s,
-            group_id=h.group,
-        )
 
     # --- time-driven ------------------------------------------------------------------------
 
@@ -579,10 +572,8 @@ class Dispatcher:
         if h is None:
             return 0
         self.leases.remove(slot)
-        if holds_tenant_slot:
-            handover = self.limiter.release(h.tenant)
-            if handover is not None:  # none while draining (nothing waits), kept right anyway
-                self.ready.append(handover)
+        if holds_tenant_slot:  # nothing waits while draining; kept right anyway
+            self._free_tenant_slot(h.tenant)
         self.counters.released += 1
         self.acker.add(AckKind.VISIBILITY, AckEntry(slot, h.receipt_handle, 0))
         released = 1
@@ -613,9 +604,7 @@ class Dispatcher:
                 h = self.held.pop(slot, None)
                 if h is not None:
                     self.leases.remove(slot)
-                    handover = self.limiter.release(h.tenant)
-                    if handover is not None:
-                        self.ready.append(handover)
+                    self._free_tenant_slot(h.tenant)
                     if self.order is not None:
                         self._group_goes_back(slot)
             else:

@@ -16,11 +16,12 @@ from typing import Any
 import msgspec
 
 from goraxfast.core import counters as C
+from goraxfast.core.deadletter import DeadLetter
 from goraxfast.core.records import DELIVERY_DECODER
-from goraxfast.core.retry import Outcome
+from goraxfast.core.retry import Action, Outcome
 from goraxfast.core.sqs_model import ReceivedMessage
 
-__all__ = ["STAGED", "DispatchCounters", "Held", "delivery_slot", "held_of"]
+__all__ = ["STAGED", "DispatchCounters", "Held", "dead_letter_of", "delivery_slot", "held_of"]
 
 
 class Held(msgspec.Struct, gc=False):
@@ -83,6 +84,21 @@ class DispatchCounters:
     #: receive -> handler start, per bucket of C.DWELL_BUCKETS_S (+Inf last)
     dwell_sum_s: float = 0.0
     dwell_histogram: list[int] = field(default_factory=lambda: [0] * (len(C.DWELL_BUCKETS_S) + 1))
+
+
+def dead_letter_of(h: Held, action: Action, source_queue: str) -> DeadLetter:
+    """The letter a held message's DEAD_LETTER action sends: its body and attributes whole,
+    with the action's reason (built only when the action is one)."""
+    return DeadLetter(
+        body=h.body.decode("utf-8", "replace"),
+        attributes=h.attributes,
+        reason=action.reason,
+        receive_count=h.receive_count,
+        message_id=h.message_id,
+        source_queue=source_queue,
+        keep_visibility_s=action.visibility_timeout_s,
+        group_id=h.group,
+    )
 
 
 def delivery_slot(raw: bytes) -> int:
