@@ -13,6 +13,7 @@ from goraxfast.core.recycling import (
     MemoryVerdict,
     memory_verdict,
     message_budget,
+    reason_kind,
     recycle_reason,
 )
 from goraxfast.engine.recycler import Recycler, resident_bytes
@@ -81,7 +82,7 @@ def test_a_seat_out_of_budget_is_told_to_exit_only_once_it_holds_nothing() -> No
     with live_seats(1, cap=4, shallow_cap=4) as (seat,):
         recycler.fresh(seat)
         assert seat.budget == 3
-        seat.budget, seat.given, seat.slots = 0, 3, {1}
+        seat.budget, seat.slots = 0, {1}
         seat.seat.counters[C.STARTED] = 3
         recycler.spend(seat)
         assert seat.seat.counters[C.CONTROL] != C.CONTROL_DRAIN and not seat.recycling
@@ -100,7 +101,7 @@ def test_a_recycling_worker_that_dies_instead_is_not_counted_as_recycled() -> No
     recycler = Recycler(3, 0, rand=lambda: 0.0)
     with live_seats(1, cap=4, shallow_cap=4) as (seat,):
         recycler.fresh(seat)
-        seat.budget, seat.given = 0, 3
+        seat.budget = 0
         seat.seat.counters[C.STARTED] = 3
         recycler.spend(seat)
         assert recycler.recycled(seat, seat.pid, clean_exit=False) == ""
@@ -152,3 +153,9 @@ def test_the_fresh_size_is_read_when_the_worker_is_ready_not_at_the_first_check(
         recycler.ready(seat)
         recycler.check_memory([seat])
         assert seat.budget == 0 and seat.recycling.startswith("resident memory 900 MiB")
+
+
+def test_the_metric_label_of_a_reason_is_the_limit_it_names() -> None:
+    assert reason_kind(recycle_reason(messages=5, max_messages=5)) == "messages"
+    memory = recycle_reason(messages=5, max_messages=5, rss_bytes=9 * MIB, limit_bytes=8 * MIB)
+    assert reason_kind(memory) == "memory"

@@ -5,8 +5,9 @@ Long-lived Python processes that run other people's code grow: a C extension tha
 cache nobody bounds, an allocator that fragments. Celery (``worker_max_tasks_per_child``,
 ``worker_max_memory_per_child``) and gunicorn (``max_requests``) answer with recycling, and so
 does this engine, without losing or re-running anything: a worker due for recycling is given no
-new delivery, finishes what it holds, and only then is told to exit and a fresh one forked
-from the zygote. Nothing goes back to SQS for it.
+new delivery and, once it has run what it holds (past the memory limit: the handler it runs,
+handing the rest to another worker), exits, and a fresh one is forked from the zygote. Nothing
+goes back to SQS for it.
 
 The rules here are pure (the parent's :mod:`goraxfast.engine.recycler` reads the memory and
 carries them out):
@@ -17,8 +18,7 @@ carries them out):
   ``max_requests_jitter``, made automatic);
 - memory is judged against what the worker held when it was fresh: a limit below that would
   recycle every worker the moment it starts, forever (a fork loop that runs no message), so
-  such a limit is reported once and not applied;
-- one worker is recycled at a time: the others keep running meanwhile.
+  such a limit is reported once and not applied.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ __all__ = [
     "MemoryVerdict",
     "memory_verdict",
     "message_budget",
+    "reason_kind",
     "recycle_reason",
 ]
 
@@ -80,3 +81,8 @@ def recycle_reason(
             f"{limit_bytes // MIB} after {messages} messages"
         )
     return f"ran {messages} messages (WORKER_MAX_MESSAGES={max_messages})"
+
+
+def reason_kind(reason: str) -> str:
+    """Which limit a :func:`recycle_reason` names: ``memory`` or ``messages`` (the metric's label)."""
+    return "memory" if "WORKER_MAX_MEMORY_MB" in reason else "messages"

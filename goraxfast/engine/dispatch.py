@@ -325,7 +325,7 @@ class Dispatcher:
             if seat is None:
                 break
             room = min((seat.cap if deep else seat.shallow_cap) - len(seat.slots), run, seat.budget)
-            given = room
+            room_before = room
             put = seat.producer.put
             slots = seat.slots
             full = False
@@ -357,9 +357,7 @@ class Dispatcher:
                 touched.add(seat)
                 dispatched += 1
                 room -= 1
-            given -= room
-            seat.given += given
-            seat.budget -= given
+            seat.budget -= room_before - room
             if full:
                 break
         self.counters.dispatched += dispatched

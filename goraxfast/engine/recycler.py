@@ -32,6 +32,7 @@ from goraxfast.core.recycling import (
     MemoryVerdict,
     memory_verdict,
     message_budget,
+    reason_kind,
     recycle_reason,
 )
 from goraxfast.engine.seats import SeatState
@@ -81,8 +82,7 @@ class Recycler:
     def fresh(self, seat: SeatState) -> None:
         """A worker was just forked into ``seat``: its budget, and nothing decided yet."""
         seat.budget = message_budget(self.max_messages, self.rand())
-        seat.given = 0
-        seat.recycling = ""
+        seat.recycling = seat.recycling_reason = ""
 
     def ready(self, seat: SeatState) -> None:
         """A worker past its worker_init, before its first message: its size when fresh."""
@@ -114,7 +114,7 @@ class Recycler:
         self._fresh_rss.pop(pid, None)
         seat.recycling = seat.recycling_reason = ""
         if reason:
-            self.counts["memory" if "WORKER_MAX_MEMORY_MB" in reason else "messages"] += 1
+            self.counts[reason_kind(reason)] += 1
         return reason
 
     def check_memory(self, seats: list[SeatState]) -> None:

@@ -30,7 +30,6 @@ class SeatState:
     timed_out_slot: int = NOT_TIMED_OUT
     #: deliveries it may still be given before it is recycled (WORKER_MAX_MESSAGES, memory)
     budget: int = NO_BUDGET_LIMIT
-    given: int = 0  # deliveries given to this worker since its fork
     recycling_reason: str = ""  # why it is due for recycling (it gets no more work)
     recycling: str = ""  # the same, once it was told to exit
 
