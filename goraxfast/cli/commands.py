@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import json
 import os
 import shlex
@@ -309,7 +308,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace, config: Config) -> int:
     from goraxfast.engine.engine import Engine
-    from goraxfast.worker.handler import bind_handler, load_handler
+    from goraxfast.worker.handler import bind_handler, load_handler, worker_init_problem
 
     if args.workers is not None:
         config = config.with_(worker_processes=args.workers)
@@ -323,10 +322,9 @@ def _run(args: argparse.Namespace, config: Config) -> int:
         problems.append(ConfigProblem("--handler", args.handler, str(exc)))
     if args.worker_init is not None:
         try:
-            worker_init = load_handler(args.worker_init)
+            worker_init = load_handler(args.worker_init, "worker_init")
         except HandlerError as exc:
-            message = str(exc).replace("handler", "worker_init", 1)
-            problems.append(ConfigProblem("--worker-init", args.worker_init, message))
+            problems.append(ConfigProblem("--worker-init", args.worker_init, str(exc)))
         else:
             shape = worker_init_problem(worker_init)
             if shape:
@@ -337,21 +335,6 @@ def _run(args: argparse.Namespace, config: Config) -> int:
         config, bound.func, worker_init=cast("Callable[[int], None] | None", worker_init)
     )
     return engine.run()
-
-
-def worker_init_problem(func: Callable[..., object]) -> str:
-    """Why ``func`` cannot be a worker_init ("" if it can): each worker calls it once,
-    synchronously, with its index, and a mistake there would only show as three failed
-    worker starts."""
-    if inspect.iscoroutinefunction(func):
-        return "worker_init must be a plain function (def, not async def): it runs before the worker's loop"
-    try:
-        inspect.signature(func).bind(0)
-    except TypeError:
-        return "worker_init must take the worker's index: FUNCTION(worker_index)"
-    except ValueError:  # no signature to read (a builtin): left to the call
-        pass
-    return ""
 
 
 # --- the table and main ----------------------------------------------------------------------

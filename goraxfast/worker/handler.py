@@ -170,39 +170,40 @@ def _callable_as_handler(params: list[inspect.Parameter]) -> bool:
     return (bool(positional) or takes_any) and len(required) <= 2 and not required_keywords
 
 
-def load_handler(path: str) -> Handler:
+def load_handler(path: str, what: str = "handler") -> Handler:
     """Import ``module:function`` (dotted attributes allowed after the colon).
 
     Every failure is one :class:`HandlerError` line: a path of the wrong shape, a module that is
     not there, a module that raised while importing (with the exception and where it was
-    raised), a missing attribute, something not callable.
+    raised), a missing attribute, something not callable. ``what`` names it in those lines
+    (``handler``, ``worker_init``).
     """
     module_name, sep, attr_path = path.partition(":")
     if not sep or not DOTTED_NAME.fullmatch(module_name) or not DOTTED_NAME.fullmatch(attr_path):
-        raise HandlerError(f"handler {path!r} must look like 'package.module:function'")
+        raise HandlerError(f"{what} {path!r} must look like 'package.module:function'")
     try:
         obj: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
         if module_name == missing or module_name.startswith(missing + "."):
             raise HandlerError(
-                f"cannot import handler module {module_name!r}: there is no module {missing!r} "
+                f"cannot import {what} module {module_name!r}: there is no module {missing!r} "
                 "(looked in the current directory and the installed packages)"
             ) from exc
         raise HandlerError(
-            f"cannot import handler module {module_name!r}: importing it raised {_where(exc)}"
+            f"cannot import {what} module {module_name!r}: importing it raised {_where(exc)}"
         ) from exc
     except (Exception, SystemExit) as exc:
         raise HandlerError(
-            f"cannot import handler module {module_name!r}: importing it raised {_where(exc)}"
+            f"cannot import {what} module {module_name!r}: importing it raised {_where(exc)}"
         ) from exc
     for part in attr_path.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError as exc:
-            raise HandlerError(f"handler {path!r}: {module_name!r} has no {attr_path!r}") from exc
+            raise HandlerError(f"{what} {path!r}: {module_name!r} has no {attr_path!r}") from exc
     if not callable(obj):
-        raise HandlerError(f"handler {path!r} is not callable")
+        raise HandlerError(f"{what} {path!r} is not callable")
     return obj  # type: ignore[no-any-return]
 
 
@@ -222,3 +223,21 @@ def call_args(
     bound: BoundHandler, message: ExecutionMessage, info: DeliveryInfo
 ) -> tuple[Any, ...]:
     return (message, info) if bound.wants_info else (message,)
+
+
+def worker_init_problem(func: Callable[..., object]) -> str:
+    """Why ``func`` cannot be a worker_init ("" if it can): each worker calls it once,
+    synchronously, with its index, and a mistake there would only show as three failed
+    worker starts."""
+    if inspect.iscoroutinefunction(func):
+        return (
+            "worker_init must be a plain function (def, not async def): it runs before the "
+            "worker's loop"
+        )
+    try:
+        inspect.signature(func).bind(0)
+    except TypeError:
+        return "worker_init must take the worker's index: FUNCTION(worker_index)"
+    except ValueError:  # no signature to read (a builtin): left to the call
+        pass
+    return ""
